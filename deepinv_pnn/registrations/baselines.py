@@ -1,0 +1,29 @@
+"""Registry entries of the total-variation baselines."""
+
+from deepinv_pnn.baselines import TVDenoiser, TVPrior
+from deepinv_pnn.registry import Component, register
+
+register(
+    Component(
+        name="tv-denoiser",
+        kind="denoiser",
+        factory=TVDenoiser,
+        description="isotropic TV denoiser (deepinv's TVDenoiser, checked inputs); baseline",
+        defaults={"scale": 1.0},
+        problems=("denoise", "deblur", "sr", "inpaint"),
+        solver={"algorithm": "PGD", "g_param": 0.02, "lambda_reg": 1.0, "max_iter": 200},
+        contract={"pnp_g_param": 0.05},
+    )
+)
+
+register(
+    Component(
+        name="tv-prior",
+        kind="prior",
+        factory=TVPrior,
+        description="isotropic total variation prior (deepinv's TVPrior, checked inputs); baseline",
+        problems=("deblur", "sr", "inpaint"),
+        solver={"algorithm": "PGD", "lambda_reg": 0.02, "max_iter": 200},
+        contract={"prox_gamma": 0.05, "grad_smooth": False},
+    )
+)

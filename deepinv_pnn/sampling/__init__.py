@@ -1,0 +1,1 @@
+"""deepinv_pnn.sampling."""

@@ -1,0 +1,114 @@
+"""Input checks shared by every component.
+
+Every public entry point of the package validates what it is given and raises a
+:class:`TypeError` or :class:`ValueError` whose message names the argument, what was
+given and what was expected, instead of failing later (or silently) inside a solver.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+
+def check_image(
+    x: object,
+    name: str = "x",
+    channels: int | tuple[int, ...] | None = None,
+    ndim: int = 4,
+    allow_complex: bool = False,
+) -> torch.Tensor:
+    r"""Check that ``x`` is a finite floating-point tensor of shape ``[B, C, H, W]``.
+
+    :param x: the object to check.
+    :param str name: the argument's name, used in error messages.
+    :param int | tuple channels: the accepted channel count(s); ``None`` accepts any.
+    :param int ndim: the expected number of dimensions.
+    :param bool allow_complex: accept complex dtypes too.
+    :return: ``x`` unchanged.
+    :raises TypeError: if ``x`` is not a floating-point tensor.
+    :raises ValueError: on a wrong rank, channel count, or non-finite entries.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_pnn.validation import check_image
+    >>> check_image(torch.zeros(1, 1, 8, 8)).shape
+    torch.Size([1, 1, 8, 8])
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
+    if not (x.is_floating_point() or (allow_complex and x.is_complex())):
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(
+            f"{name} must have {ndim} dimensions ([B, C, H, W]), got shape {tuple(x.shape)}"
+        )
+    if channels is not None:
+        accepted = (channels,) if isinstance(channels, int) else tuple(channels)
+        if x.shape[1] not in accepted:
+            expected = " or ".join(str(c) for c in accepted)
+            raise ValueError(
+                f"{name} must have {expected} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})"
+            )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x
+
+
+def check_sigma(sigma: object, name: str = "sigma") -> object:
+    r"""Check that a noise level is finite and non-negative.
+
+    Accepts what :meth:`deepinv.models.Denoiser.forward` accepts: a float, an int, a
+    0-d or 1-d tensor, or a (nested) list of numbers.
+
+    :param sigma: the noise level(s).
+    :param str name: the argument's name, used in error messages.
+    :return: ``sigma`` unchanged.
+    :raises TypeError: if ``sigma`` is not a number, tensor or list of numbers.
+    :raises ValueError: if any value is negative, NaN or Inf.
+    """
+    if isinstance(sigma, bool):
+        raise TypeError(f"{name} must be a number or a tensor, got bool")
+    if isinstance(sigma, numbers.Real):
+        values = torch.tensor([float(sigma)])
+    elif isinstance(sigma, torch.Tensor):
+        values = sigma.detach()
+        if values.is_complex():
+            raise TypeError(f"{name} must be real, got dtype {values.dtype}")
+    elif isinstance(sigma, (list, tuple)):
+        try:
+            values = torch.as_tensor(sigma, dtype=torch.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a number, a tensor or a list of numbers") from err
+    else:
+        raise TypeError(
+            f"{name} must be a float, a 0-d or [B] tensor or a list, got {type(sigma).__name__}"
+        )
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{name} must be finite, got {sigma}")
+    if (values < 0).any():
+        raise ValueError(f"{name} must be non-negative, got {sigma}")
+    return sigma
+
+
+def check_positive(value: object, name: str, allow_zero: bool = False) -> float:
+    """Check that a scalar hyper-parameter is a finite positive number and return it as float.
+
+    :param value: the value to check.
+    :param str name: the argument's name, used in error messages.
+    :param bool allow_zero: accept 0 as well.
+    :return: ``float(value)``.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
