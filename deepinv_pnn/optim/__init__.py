@@ -1,1 +1,5 @@
 """deepinv_pnn.optim."""
+from deepinv_pnn.optim.wpp import WassersteinPatchPrior
+from deepinv_pnn.optim.ridge import RidgeRegularizer
+from deepinv_pnn.optim.ridge_convex import ConvexRidgeRegularizer
+from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
