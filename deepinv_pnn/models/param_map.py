@@ -1,0 +1,229 @@
+r"""Learned regularisation-parameter maps for total variation, by algorithm unrolling.
+
+:footcite:t:`kofler2023learning`: a CNN predicts a pixel-wise map
+:math:`\Lambda_\Theta(y) \ge 0` and the reconstruction is the (approximate, :math:`T`
+unrolled primal-dual iterations) solution of
+
+.. math::
+
+    \hat x = \operatorname*{argmin}_x \tfrac12\|Ax - y\|_2^2 + \|\Lambda_\Theta(y) \odot \nabla x\|_1,
+
+trained end to end. The map is scale-equivariant by construction: the network sees
+:math:`x_0 / s` with :math:`x_0 = A^\top y / \|A\|^2` and :math:`s` the root mean square
+of :math:`x_0`, and its output is multiplied by :math:`s\,\|A\|^2`. Scaling :math:`y`
+by :math:`c > 0` scales :math:`\Lambda` and, since the unrolled iterations are
+positively homogeneous, the reconstruction by :math:`c`; scaling :math:`A` and
+:math:`y` by :math:`a` leaves the variational problem's minimiser unchanged.
+"""
+
+from __future__ import annotations
+
+import deepinv as dinv
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
+from deepinv_pnn.pretrained import load_pretrained
+from deepinv_pnn.validation import check_image, check_positive
+
+WEIGHTS = {"denoise": "tvmap_denoise.safetensors", "deblur": "tvmap_deblur.safetensors"}
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode="replicate"),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode="replicate"),
+        nn.LeakyReLU(0.1),
+    )
+
+
+class MapUNet(nn.Module):
+    r"""A small U-Net for parameter maps: any image size (replicate padding to a multiple
+    of :math:`2^{\text{levels}-1}`, then cropped back).
+
+    :param int in_channels: input channels.
+    :param int out_channels: output channels (raw, before the positivity map).
+    :param tuple widths: feature maps per level, shallow to deep.
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, widths: tuple = (16, 32, 64)):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) < 1 or min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
+        self.widths = widths
+        self.down = nn.ModuleList()
+        c = in_channels
+        for w in widths:
+            self.down.append(_block(c, w))
+            c = w
+        self.up = nn.ModuleList()
+        self.fuse = nn.ModuleList()
+        for w_skip, w_deep in zip(widths[-2::-1], widths[:0:-1]):
+            self.up.append(nn.Conv2d(w_deep, w_skip, 1))
+            self.fuse.append(_block(2 * w_skip, w_skip))
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        multiple = 2 ** (len(self.widths) - 1)
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        skips = []
+        for level, block in enumerate(self.down):
+            if level > 0:
+                x = F.avg_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for up, fuse, skip in zip(self.up, self.fuse, skips[-2::-1]):
+            x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, skip], dim=1))
+        return self.head(x)[..., :h, :w]
+
+
+class TVParameterMapNet(dinv.models.Reconstructor):
+    r"""Weighted-TV reconstruction with a CNN-predicted map :math:`\Lambda_\Theta(y)` :footcite:p:`kofler2023learning`.
+
+    For any :class:`deepinv.physics.LinearPhysics` :math:`A` (denoising, blur,
+    inpainting, super-resolution, MRI, tomography): :math:`x_0 = A^\top y / \|A\|^2`,
+    :math:`\Lambda = s\|A\|^2\, \phi(\mathrm{UNet}(x_0/s))` with
+    :math:`s = \mathrm{rms}(x_0)` and :math:`\phi` a softplus (or
+    :math:`\lambda_{\max}\,\mathrm{sigmoid}`), then :math:`T` iterations of
+    :class:`~deepinv_pnn.models.unrolled_pdhg.UnrolledPDHG` from :math:`x_0`.
+    Colour channels are processed one by one by the same network, so any channel
+    count works and each channel gets its own map.
+
+    :param int n_iter: unrolled iterations :math:`T` (can be changed per call).
+    :param bool isotropic: isotropic (default) or anisotropic TV.
+    :param bool per_direction: one map per gradient direction (anisotropic TV only).
+    :param tuple widths: feature maps per U-Net level.
+    :param str output: ``"softplus"`` (unbounded) or ``"sigmoid"`` (bounded by ``lambda_max``).
+    :param float lambda_max: bound of the normalised map for ``output="sigmoid"``.
+    :param float map_init: initial value of the normalised map (a constant map at start).
+    :param bool checkpointing: gradient checkpointing of the unrolled iterations.
+    :param pretrained: ``True`` loads the shipped weights of ``problem`` (``"denoise"`` or
+        ``"deblur"``), a path loads a user's file, ``None``/``False`` keeps the initialisation.
+    :param str problem: which shipped weights ``pretrained=True`` loads.
+    :param device: the device of the model.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_pnn.models.param_map import TVParameterMapNet
+    >>> model = TVParameterMapNet(n_iter=10, widths=(4, 8))
+    >>> physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.1))
+    >>> y = physics(torch.rand(1, 1, 20, 20))
+    >>> model(y, physics).shape
+    torch.Size([1, 1, 20, 20])
+    >>> model.lambda_map(y, physics).shape
+    torch.Size([1, 1, 20, 20])
+    """
+
+    def __init__(
+        self,
+        n_iter: int = 64,
+        isotropic: bool = True,
+        per_direction: bool = False,
+        widths: tuple = (16, 32, 64),
+        output: str = "softplus",
+        lambda_max: float = 2.0,
+        map_init: float = 0.1,
+        checkpointing: bool = False,
+        pretrained: bool | str | None = None,
+        problem: str = "denoise",
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__()
+        if per_direction and isotropic:
+            raise ValueError("per_direction=True needs anisotropic TV: pass isotropic=False")
+        if output not in ("softplus", "sigmoid"):
+            raise ValueError(f"output must be 'softplus' or 'sigmoid', got {output!r}")
+        self.lambda_max = check_positive(lambda_max, "lambda_max")
+        map_init = check_positive(map_init, "map_init")
+        if output == "sigmoid" and map_init >= self.lambda_max:
+            raise ValueError(f"map_init must be < lambda_max={lambda_max}, got {map_init}")
+        self.output = output
+        self.n_maps = 2 if per_direction else 1
+        self.unet = MapUNet(1, self.n_maps, widths)
+        with torch.no_grad():  # start from a nearly constant map of value map_init
+            self.unet.head.weight.mul_(0.01)
+            if output == "softplus":
+                bias = torch.log(torch.expm1(torch.tensor(map_init)))
+            else:
+                bias = torch.logit(torch.tensor(map_init / self.lambda_max))
+            self.unet.head.bias.fill_(float(bias))
+        self.pdhg = UnrolledPDHG(n_iter=n_iter, isotropic=isotropic, checkpointing=checkpointing)
+        if pretrained is True and problem not in WEIGHTS:
+            raise ValueError(f"problem must be one of {tuple(WEIGHTS)} for pretrained=True, got {problem!r}")
+        load_pretrained(self, pretrained, WEIGHTS.get(problem))
+        self.to(device)
+
+    @property
+    def n_iter(self) -> int:
+        """The default number of unrolled iterations :math:`T`."""
+        return self.pdhg.n_iter
+
+    def _check(self, y: torch.Tensor, physics) -> None:
+        if not isinstance(physics, dinv.physics.LinearPhysics):
+            raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
+        check_image(y, "y")
+
+    def _initial(self, y: torch.Tensor, physics) -> tuple[torch.Tensor, float]:
+        x_adj = physics.A_adjoint(y)
+        sqnorm = self.pdhg.operator_sqnorm(physics, x_adj)
+        return x_adj / sqnorm, sqnorm
+
+    def map_from_initial(self, x0: torch.Tensor, sqnorm: float) -> torch.Tensor:
+        r"""The map :math:`\Lambda` from the normalised initial image :math:`x_0`.
+
+        :param torch.Tensor x0: :math:`A^\top y / \|A\|^2`, shape ``[B, C, H, W]``.
+        :param float sqnorm: :math:`\|A\|^2`.
+        :return: ``[B, C, H, W]`` (or ``[B, C, H, W, 2]`` with one map per direction).
+        """
+        b, c, h, w = x0.shape
+        scale = x0.reshape(b, -1).square().mean(-1).sqrt()
+        scale = scale.clamp_min(torch.finfo(x0.dtype).tiny).view(b, 1, 1, 1)
+        raw = self.unet((x0 / scale).reshape(b * c, 1, h, w))
+        if self.output == "softplus":
+            normalised = F.softplus(raw)
+        else:
+            normalised = self.lambda_max * torch.sigmoid(raw)
+        normalised = normalised.reshape(b, c, self.n_maps, h, w)
+        if self.n_maps == 1:
+            return normalised[:, :, 0] * (scale * sqnorm)
+        return normalised.permute(0, 1, 3, 4, 2) * (scale * sqnorm).unsqueeze(-1)
+
+    def lambda_map(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> torch.Tensor:
+        r"""The predicted map :math:`\Lambda_\Theta(y)` (in the units of the variational problem).
+
+        :param torch.Tensor y: the measurements.
+        :param deepinv.physics.LinearPhysics physics: the forward operator.
+        """
+        self._check(y, physics)
+        x0, sqnorm = self._initial(y, physics)
+        return self.map_from_initial(x0, sqnorm)
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        physics: dinv.physics.LinearPhysics,
+        n_iter: int | None = None,
+        return_map: bool = False,
+        **kwargs,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        r"""Reconstruct :math:`x` from :math:`y`.
+
+        :param torch.Tensor y: the measurements.
+        :param deepinv.physics.LinearPhysics physics: the forward operator.
+        :param int n_iter: unrolled iterations (default: the training value ``self.n_iter``).
+        :param bool return_map: also return :math:`\Lambda`.
+        :return: the reconstruction (and the map).
+        """
+        self._check(y, physics)
+        x0, sqnorm = self._initial(y, physics)
+        lam = self.map_from_initial(x0, sqnorm)
+        x = self.pdhg(y, physics, lam, x_init=x0, n_iter=n_iter, op_sqnorm=sqnorm)
+        return (x, lam) if return_map else x
