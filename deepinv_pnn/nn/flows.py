@@ -185,12 +185,16 @@ class SequentialFlow(nn.Module):
         return x, logdet
 
 
-def mlp(hidden: int) -> Callable[[int, int], nn.Module]:
-    """Subnet factory: a 2-hidden-layer ReLU MLP of width ``hidden``."""
+def mlp(hidden: int, activation: type[nn.Module] = nn.SiLU) -> Callable[[int, int], nn.Module]:
+    """Subnet factory: a 2-hidden-layer MLP of width ``hidden``.
+
+    The default SiLU keeps the flow's log-density smooth (a ReLU network is only piecewise
+    smooth, so the prox of the resulting regulariser can sit on a kink).
+    """
 
     def build(c_in: int, c_out: int) -> nn.Module:
         return nn.Sequential(
-            nn.Linear(c_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, c_out)
+            nn.Linear(c_in, hidden), activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, c_out)
         )
 
     return build

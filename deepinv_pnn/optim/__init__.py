@@ -3,3 +3,4 @@ from deepinv_pnn.optim.wpp import WassersteinPatchPrior
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import ConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
+from deepinv_pnn.optim.patchnr import PatchNR
