@@ -1,1 +1,4 @@
 """deepinv_pnn.models."""
+from deepinv_pnn.models.ridge_denoiser import RidgeDenoiser
+from deepinv_pnn.models.wppnet import WPPNet
+from deepinv_pnn.models.wppflow import WPPFlow

@@ -1,0 +1,65 @@
+"""Specification of WPPNet, WPPFlow and the pooled Wasserstein patch loss."""
+
+import deepinv as dinv
+import torch
+
+from deepinv_pnn.data import load_image
+from deepinv_pnn.models import WPPFlow, WPPNet
+from deepinv_pnn.models.wppnet import backprojection
+from deepinv_pnn.optim.wpp import WassersteinPatchLoss
+from deepinv_pnn.sr_physics import WPPSuperResolution
+
+
+def test_backprojection_preserves_constants_and_is_aligned():
+    physics = WPPSuperResolution(factor=4)
+    y = torch.full((1, 1, 6, 6), 0.3)
+    assert torch.allclose(backprojection(y, physics), torch.full((1, 1, 24, 24), 0.3), atol=1e-6)
+    x = load_image("grass", size=64)
+    # the back-projection is closer to x than the unaligned bicubic interpolation
+    y = physics.A(x)
+    naive = torch.nn.functional.interpolate(y, scale_factor=4, mode="bicubic")
+    assert (backprojection(y, physics) - x).abs().mean() < (naive - x).abs().mean()
+
+
+def test_wppnet_starts_as_backprojection_and_trains():
+    physics = WPPSuperResolution(factor=4)
+    net = WPPNet(features=8)
+    y = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(net(y, physics), backprojection(y, physics))
+    out = net(y, physics)
+    ((physics.A(out) - y) ** 2).mean().backward()
+    assert net.net.body[-1].weight.grad.abs().sum() > 0
+
+
+def test_wppnet_accepts_deepinv_downsampling():
+    physics = dinv.physics.Downsampling(img_size=(1, 32, 32), filter="gaussian", factor=2)
+    assert WPPNet(features=8)(torch.rand(1, 1, 16, 16), physics).shape == (1, 1, 32, 32)
+
+
+def test_wppflow_is_invertible_in_z_with_exact_logdet():
+    torch.manual_seed(0)
+    flow = WPPFlow(n_blocks=2, hidden=8, cond_features=4, temperature=0.5).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    physics = WPPSuperResolution(factor=4)
+    y = torch.rand(1, 1, 2, 2, dtype=torch.float64)
+    z = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    x, logdet = flow.generate(z, y, physics)
+    jac = torch.autograd.functional.jacobian(lambda v: flow.generate(v.view(1, 1, 8, 8), y, physics)[0].reshape(-1),
+                                             z.reshape(-1))
+    assert torch.allclose(logdet, torch.linalg.slogdet(jac)[1], atol=1e-8)
+    mean, std = flow.mean_std(y, physics, n=4)
+    assert mean.shape == std.shape == (1, 1, 8, 8) and float(std.min()) >= 0
+
+
+def test_pooled_wasserstein_loss_is_differentiable_and_warm_started():
+    ref = load_image("grass", size=48)
+    loss = WassersteinPatchLoss(ref, patch_size=4, n_reference_patches=300, psi_iters=5)
+    x = torch.rand(3, 1, 16, 16, requires_grad=True)
+    value = loss(x)
+    value.backward()
+    assert value.dim() == 0 and x.grad.abs().sum() > 0
+    psi = loss.psi[0].clone()
+    loss(x.detach())
+    assert not torch.equal(psi, loss.psi[0])  # the potential keeps ascending between calls
