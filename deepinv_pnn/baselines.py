@@ -21,6 +21,9 @@ class TVDenoiser(dinv.models.TVDenoiser):
     :param float scale: :math:`\gamma = \text{scale}\cdot\sigma`.
     :param int n_it_max: maximum number of inner iterations.
     :param float crit: relative tolerance of the inner solver.
+    :param bool warm_start: start the inner solver from the previous call's solution
+        (faster inside iterative schemes, but two calls with the same input may then
+        differ slightly); off by default so that the denoiser is a deterministic map.
 
     :Examples:
 
@@ -30,18 +33,18 @@ class TVDenoiser(dinv.models.TVDenoiser):
     torch.Size([1, 1, 16, 16])
     """
 
-    def __init__(self, scale: float = 1.0, n_it_max: int = 1000, crit: float = 1e-5):
+    def __init__(
+        self, scale: float = 1.0, n_it_max: int = 1000, crit: float = 1e-5, warm_start: bool = False
+    ):
         super().__init__(n_it_max=n_it_max, crit=crit)
         self.scale = scale
+        self.warm_start = warm_start
 
     def forward(self, y: torch.Tensor, sigma: float | torch.Tensor = 0.1, **kwargs) -> torch.Tensor:
         check_image(y, "y")
         check_sigma(sigma)
-        ths = self._handle_sigma(sigma, reference_tensor=y) * self.scale
-        # deepinv's TV denoiser keeps its dual variable between calls; restart it when
-        # the batch shape changes.
-        if self.restart is False and self.x2 is not None and self.x2.shape != y.shape:
-            self.x2 = self.u2 = None
+        ths = self._handle_sigma(sigma, reference_tensor=y).flatten() * self.scale
+        if not self.warm_start:
             self.restart = True
         return super().forward(y, ths=ths)
 

@@ -42,7 +42,8 @@ class Component:
         ``g_param``, ``max_iter``; a prior's ``g_param`` for the contract tests.
     :param dict contract: tolerances and switches for the contract tests, e.g.
         ``prox_tol`` (optimality residual), ``pnp_max_iter``, ``pnp_algorithms``,
-        ``fast`` (``False`` marks the component's heavy contract checks as slow).
+        ``any_channels`` (the component accepts any channel count), ``slow`` (``True``
+        marks the component's heavy contract checks as slow).
     """
 
     name: str

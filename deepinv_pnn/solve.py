@@ -41,7 +41,7 @@ class DenoiserReconstructor(dinv.models.Reconstructor):
 def _stepsize(physics: dinv.physics.LinearPhysics, img_shape: tuple, device) -> float:
     """``1 / ||A||^2``: the largest safe gradient step on ``1/2 ||Ax - y||^2``."""
     x0 = torch.randn((1,) + tuple(img_shape), device=device, generator=torch.Generator(device).manual_seed(0))
-    norm = float(physics.compute_sqnorm(x0, max_iter=50, tol=1e-4, verbose=False))
+    norm = float(physics.compute_sqnorm(x0, max_iter=100, tol=1e-3, verbose=False))
     return 1.0 / max(norm, 1e-12)
 
 
