@@ -58,14 +58,18 @@ def _write_api_pages() -> None:
     module is documented by existing."""
     api = Path(__file__).parent / "api"
     api.mkdir(exist_ok=True)
-    modules = sorted(
-        m.name
+    infos = [
+        m
         for m in pkgutil.walk_packages(deepinv_pnn.__path__, prefix="deepinv_pnn.")
         if not m.name.startswith("deepinv_pnn.registrations")
-    )
+    ]
+    packages = {m.name for m in infos if m.ispkg}
+    modules = sorted(m.name for m in infos)
     for name in modules:
         title = f"``{name}``"
-        text = f"{title}\n{'=' * len(title)}\n\n.. automodule:: {name}\n"
+        # a package page shows its docstring only: its members are documented where defined
+        options = "   :no-members:\n" if name in packages else ""
+        text = f"{title}\n{'=' * len(title)}\n\n.. automodule:: {name}\n{options}"
         page = api / f"{name}.rst"
         if not page.exists() or page.read_text() != text:
             page.write_text(text)
