@@ -18,16 +18,35 @@ positively homogeneous, the reconstruction by :math:`c`; scaling :math:`A` and
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import deepinv as dinv
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
-from deepinv_pnn.pretrained import load_pretrained
+from deepinv_pnn.pretrained import load_pretrained, shipped_path
 from deepinv_pnn.validation import check_image, check_positive
 
 WEIGHTS = {"denoise": "tvmap_denoise.safetensors", "deblur": "tvmap_deblur.safetensors"}
+DEFAULT_N_ITER = 64
+DEFAULT_WIDTHS = (16, 32, 64)
+
+
+def weights_config(pretrained: bool | str | os.PathLike | None, problem: str) -> dict:
+    """The training configuration stored in a safetensors file's metadata (``{}`` if none)."""
+    if pretrained is None or pretrained is False:
+        return {}
+    path = shipped_path(WEIGHTS[problem]) if pretrained is True else Path(pretrained)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("config", "{}"))
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -96,10 +115,12 @@ class TVParameterMapNet(dinv.models.Reconstructor):
     Colour channels are processed one by one by the same network, so any channel
     count works and each channel gets its own map.
 
-    :param int n_iter: unrolled iterations :math:`T` (can be changed per call).
+    :param int n_iter: unrolled iterations :math:`T` (can be changed per call); ``None``: the
+        value the weights were trained with (from the file's metadata), else 64.
     :param bool isotropic: isotropic (default) or anisotropic TV.
     :param bool per_direction: one map per gradient direction (anisotropic TV only).
-    :param tuple widths: feature maps per U-Net level.
+    :param tuple widths: feature maps per U-Net level; ``None``: from the weights' metadata,
+        else ``(16, 32, 64)``.
     :param str output: ``"softplus"`` (unbounded) or ``"sigmoid"`` (bounded by ``lambda_max``).
     :param float lambda_max: bound of the normalised map for ``output="sigmoid"``.
     :param float map_init: initial value of the normalised map (a constant map at start).
@@ -124,10 +145,10 @@ class TVParameterMapNet(dinv.models.Reconstructor):
 
     def __init__(
         self,
-        n_iter: int = 64,
+        n_iter: int | None = None,
         isotropic: bool = True,
         per_direction: bool = False,
-        widths: tuple = (16, 32, 64),
+        widths: tuple | None = None,
         output: str = "softplus",
         lambda_max: float = 2.0,
         map_init: float = 0.1,
@@ -137,6 +158,11 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
+        if pretrained is True and problem not in WEIGHTS:
+            raise ValueError(f"problem must be one of {tuple(WEIGHTS)} for pretrained=True, got {problem!r}")
+        config = weights_config(pretrained, problem)
+        n_iter = int(config.get("n_iter", DEFAULT_N_ITER)) if n_iter is None else n_iter
+        widths = tuple(config.get("widths", DEFAULT_WIDTHS)) if widths is None else widths
         if per_direction and isotropic:
             raise ValueError("per_direction=True needs anisotropic TV: pass isotropic=False")
         if output not in ("softplus", "sigmoid"):
@@ -155,9 +181,9 @@ class TVParameterMapNet(dinv.models.Reconstructor):
             else:
                 bias = torch.logit(torch.tensor(map_init / self.lambda_max))
             self.unet.head.bias.fill_(float(bias))
-        self.pdhg = UnrolledPDHG(n_iter=n_iter, isotropic=isotropic, checkpointing=checkpointing)
-        if pretrained is True and problem not in WEIGHTS:
-            raise ValueError(f"problem must be one of {tuple(WEIGHTS)} for pretrained=True, got {problem!r}")
+        self.pdhg = UnrolledPDHG(
+            n_iter=n_iter, isotropic=isotropic, checkpointing=checkpointing, rho_init=1.5, log_ratio_init=1.0
+        )
         load_pretrained(self, pretrained, WEIGHTS.get(problem))
         self.to(device)
 

@@ -25,9 +25,13 @@ safety margin :math:`m > 1` for the power iteration, :math:`\|\nabla\|^2 \le 8`)
 .. math::
 
     \tau = s\, e^{t} / L, \quad \sigma = s\, e^{-t} / L, \quad
-    s = s_{\max}\operatorname{sigmoid}(a) < 1, \quad \rho = 2\operatorname{sigmoid}(r),
+    s = s_{\min} + (s_{\max} - s_{\min})\operatorname{sigmoid}(a), \quad
+    \rho = \rho_{\min} + (2 - 2\rho_{\min})\operatorname{sigmoid}(r),
 
-so :math:`\sigma\tau L^2 = s^2 < 1` for every value of the learnable :math:`a, t, r`.
+with :math:`0 < s_{\min} < s_{\max} < 1`, :math:`|t| \le 10` and
+:math:`\rho_{\min} = 0.02`, so :math:`\sigma\tau L^2 = s^2 < 1` and
+:math:`\rho \in [0.02, 1.98]` for every value (even an extreme one) of the learnable
+:math:`a, t, r`.
 The steps do not depend on the iteration, so a model trained with :math:`T`
 iterations can run with more at test time, approaching the minimiser of the
 variational problem as :math:`T \to \infty`.
@@ -36,6 +40,7 @@ variational problem as :math:`T \to \infty`.
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 
 import deepinv as dinv
@@ -47,6 +52,9 @@ from deepinv_pnn.optim.weighted_tv import NABLA_SQNORM, expand_map, nabla, nabla
 
 #: factor applied to the power-iteration estimate of :math:`\|A\|^2` (it can only underestimate).
 SQNORM_MARGIN = 1.02
+#: bounds of :math:`s` and :math:`\rho` (keep steps and relaxation away from 0 and 2).
+S_MIN = 0.01
+RHO_MIN = 0.02
 
 
 def _logit(p: float) -> float:
@@ -62,6 +70,7 @@ class UnrolledPDHG(nn.Module):
     :param bool learn_relaxation: make the over-relaxation :math:`\rho` learnable.
     :param float s_init: initial :math:`s = \sqrt{\sigma\tau}\,L`.
     :param float rho_init: initial over-relaxation :math:`\rho \in (0, 2)`.
+    :param float log_ratio_init: initial :math:`t`, i.e. :math:`\tau/\sigma = e^{2t}`.
     :param float s_max: upper bound of :math:`s` (< 1).
     :param bool checkpointing: trade compute for memory with gradient checkpointing
         (segments of about :math:`\sqrt{T}` iterations are recomputed in the backward pass).
@@ -86,6 +95,7 @@ class UnrolledPDHG(nn.Module):
         learn_relaxation: bool = True,
         s_init: float = 0.95,
         rho_init: float = 1.0,
+        log_ratio_init: float = 0.0,
         s_max: float = 0.999,
         checkpointing: bool = False,
         cache_sqnorm: bool = True,
@@ -104,9 +114,16 @@ class UnrolledPDHG(nn.Module):
         self.s_max = float(s_max)
         self.checkpointing = bool(checkpointing)
         self.cache_sqnorm = bool(cache_sqnorm)
-        self.step_logit = nn.Parameter(torch.tensor(_logit(s_init / s_max)), requires_grad=learn_steps)
-        self.log_ratio = nn.Parameter(torch.tensor(0.0), requires_grad=learn_steps)
-        self.relax_logit = nn.Parameter(torch.tensor(_logit(rho_init / 2)), requires_grad=learn_relaxation)
+        s_frac = (s_init - S_MIN) / (s_max - S_MIN)
+        rho_frac = (rho_init - RHO_MIN) / (2 - 2 * RHO_MIN)
+        if not (0 < s_frac < 1 and 0 < rho_frac < 1):
+            raise ValueError(
+                f"s_init must be in ({S_MIN}, s_max) and rho_init in ({RHO_MIN}, {2 - RHO_MIN}), "
+                f"got {s_init}, {rho_init}"
+            )
+        self.step_logit = nn.Parameter(torch.tensor(_logit(s_frac)), requires_grad=learn_steps)
+        self.log_ratio = nn.Parameter(torch.tensor(float(log_ratio_init)), requires_grad=learn_steps)
+        self.relax_logit = nn.Parameter(torch.tensor(_logit(rho_frac)), requires_grad=learn_relaxation)
         self._sqnorms: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def operator_sqnorm(self, physics: dinv.physics.LinearPhysics, x_like: torch.Tensor) -> float:
@@ -118,7 +135,9 @@ class UnrolledPDHG(nn.Module):
         else:
             generator = torch.Generator(device=x_like.device).manual_seed(0)
             x0 = torch.randn(x_like[:1].shape, generator=generator, device=x_like.device, dtype=x_like.dtype)
-            with torch.no_grad():
+            # the power iteration can only underestimate; SQNORM_MARGIN covers a slow convergence
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 value = float(physics.compute_sqnorm(x0, max_iter=100, tol=1e-5, verbose=False))
         if self.cache_sqnorm:
             self._sqnorms[physics] = value
@@ -128,14 +147,14 @@ class UnrolledPDHG(nn.Module):
         r"""The step sizes :math:`(\tau, \sigma)` and over-relaxation :math:`\rho` for :math:`\|A\|^2`.
 
         :return: ``(tau, sigma, rho)`` as 0-d tensors, with
-            :math:`\sigma\tau(\|A\|^2 + 8) < 1` and :math:`0 < \rho < 2`.
+            :math:`\sigma\tau(\|A\|^2 + 8) < 1` and :math:`0 < \rho < 2`, bounded away from the limits.
         """
         lipschitz = math.sqrt(SQNORM_MARGIN * float(op_sqnorm) + NABLA_SQNORM)
-        s = self.s_max * torch.sigmoid(self.step_logit)
+        s = S_MIN + (self.s_max - S_MIN) * torch.sigmoid(self.step_logit)
         ratio = torch.exp(self.log_ratio.clamp(-10.0, 10.0))
         tau = s * ratio / lipschitz
         sigma = s / ratio / lipschitz
-        rho = 2.0 * torch.sigmoid(self.relax_logit)
+        rho = RHO_MIN + (2.0 - 2.0 * RHO_MIN) * torch.sigmoid(self.relax_logit)
         return tau, sigma, rho
 
     def forward(

@@ -31,6 +31,8 @@ import torch.distributed as dist
 
 from deepinv_pnn.data import ImageFolderDataset, list_images
 from deepinv_pnn.models.param_map import TVParameterMapNet
+from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
+from deepinv_pnn.optim.weighted_tv import weighted_tv_denoise
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import BLUR_STD
 
@@ -76,6 +78,49 @@ def evaluate(model, files, problem: str, device, n_iter: int | None = None, sigm
             {"file": Path(path).name, "psnr": float(psnr(out, x)), "psnr_input": float(psnr(y, x))}
         )
     return results
+
+
+def scalar_tv(y: torch.Tensor, physics, lambdas: torch.Tensor, n_iter: int = 600) -> torch.Tensor:
+    r"""Scalar-TV reconstructions :math:`\operatorname{argmin}_x \tfrac12\|Ax-y\|^2 + \lambda\,\mathrm{TV}(x)`
+    of one measurement for several :math:`\lambda` at once (batched).
+
+    Denoising is solved by ``n_iter`` iterations of the fast dual projected gradient
+    :func:`~deepinv_pnn.optim.weighted_tv.weighted_tv_denoise`; other problems by
+    ``n_iter`` iterations of :class:`~deepinv_pnn.models.unrolled_pdhg.UnrolledPDHG`
+    (:math:`\tau/\sigma = e^4`, over-relaxation 1.9).
+
+    :param torch.Tensor y: one measurement ``[1, C, H, W]``.
+    :param lambdas: the values of :math:`\lambda`, shape ``[G]``.
+    :return: ``[G, C, H, W]``.
+    """
+    lam = lambdas.to(y).view(-1, 1, 1, 1)
+    ys = y.expand(len(lambdas), *y.shape[1:])
+    if isinstance(physics, dinv.physics.Denoising):
+        return weighted_tv_denoise(ys, lam, tol=1e-4, max_iter=n_iter)
+    solver = UnrolledPDHG(
+        n_iter=n_iter, rho_init=1.9, log_ratio_init=2.0, learn_steps=False, learn_relaxation=False
+    ).to(y)
+    return solver(ys, physics, lam)
+
+
+@torch.no_grad()
+def oracle_scalar_tv(y: torch.Tensor, physics, x: torch.Tensor, n_iter: int = 600) -> tuple[float, float]:
+    r"""The best scalar TV for a known ground truth: grid search of :math:`\lambda` (21 values,
+    :math:`10^{-4.5}` to :math:`10^{-0.5}`) refined by a finer grid around the best value.
+
+    :return: ``(best PSNR, best lambda)``.
+    """
+    psnr = dinv.metric.PSNR()
+    grid = torch.logspace(-4.5, -0.5, 21, dtype=torch.float64)
+    scores = psnr(scalar_tv(y, physics, grid, n_iter), x.expand(len(grid), *x.shape[1:]))
+    best = int(scores.argmax())
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    fine = torch.logspace(float(low.log10()), float(high.log10()), 9, dtype=torch.float64)
+    fine_scores = psnr(scalar_tv(y, physics, fine, n_iter), x.expand(len(fine), *x.shape[1:]))
+    best_fine = int(fine_scores.argmax())
+    if fine_scores[best_fine] >= scores[best]:
+        return float(fine_scores[best_fine]), float(fine[best_fine])
+    return float(scores[best]), float(grid[best])
 
 
 class BudgetTrainer(dinv.Trainer):
@@ -168,7 +213,8 @@ def train(args: argparse.Namespace) -> dict:
         val = val_files[: args.val_images] if args.val_images else val_files
         results = evaluate(model, val, args.problem, device, n_iter=args.n_iter, seed=args.seed)
         mean = sum(r["psnr"] for r in results) / len(results)
-        tau, sigma, rho = (float(v) for v in model.pdhg.parameters_pdhg(1.0))
+        with torch.no_grad():
+            tau, sigma, rho = (float(v) for v in model.pdhg.parameters_pdhg(1.0))
         metrics = {
             "problem": args.problem,
             "val_psnr_mean": mean,
@@ -210,5 +256,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def pack(paths: dict, out: str) -> None:
+    """Merge weights files ``{problem: path}`` into one file (keys ``problem.key``; metadata kept)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    state, meta = {}, {}
+    for problem, path in paths.items():
+        if not Path(path).exists():
+            continue
+        state.update({f"{problem}.{k}": v for k, v in load_file(str(path)).items()})
+        with safe_open(str(path), "pt") as f:
+            meta.update({f"{problem}.{k}": v for k, v in (f.metadata() or {}).items()})
+    if state:
+        save_file(state, str(out), metadata=meta)
+
+
+def unpack(path: str, out_dir: str) -> list[Path]:
+    """Split a file written by :func:`pack` into ``tvmap_<problem>.safetensors`` files."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    written = []
+    for problem in sorted({k.split(".", 1)[0] for k in state}):
+        sub = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(problem + ".")}
+        sub_meta = {k.split(".", 1)[1]: v for k, v in meta.items() if k.startswith(problem + ".")}
+        written.append(save_weights(sub, Path(out_dir) / f"tvmap_{problem}.safetensors", metadata=sub_meta))
+    return written
+
+
 if __name__ == "__main__":
-    train(parse_args())
+    import sys
+
+    if sys.argv[1:2] == ["pack"]:  # pack OUT denoise=PATH deblur=PATH
+        pack(dict(a.split("=", 1) for a in sys.argv[3:]), sys.argv[2])
+    elif sys.argv[1:2] == ["unpack"]:  # unpack PATH OUT_DIR
+        print(unpack(sys.argv[2], sys.argv[3]))
+    else:
+        train(parse_args())

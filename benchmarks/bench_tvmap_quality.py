@@ -1,0 +1,114 @@
+"""Acceptance of the TV parameter-map networks: map TV vs the oracle-best scalar TV.
+
+For each held-out BSD400 image (the last 68 of the sorted folder) and each problem
+(denoising sigma=0.1; Gaussian blur std 1.6 with noise 0.01) it prints the PSNR of
+
+- ``map-TV``: :class:`deepinv_pnn.models.TVParameterMapNet` (trained weights, T of training);
+- ``oracle TV``: scalar TV with the best lambda for that image, found by a grid search
+  against the ground truth (peer, measured in the same run);
+
+their difference (target: mean >= 0.8 dB), and the scale stability: the PSNR change of
+``model(10 y) / 10`` against ``model(y)`` (target < 0.1 dB).
+
+    python benchmarks/bench_tvmap_quality.py [--quick] [--device cuda] [--json out.json]
+        [--weights-denoise PATH] [--weights-deblur PATH] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import deepinv as dinv
+import torch
+
+from deepinv_pnn.data import ImageFolderDataset
+from deepinv_pnn.models.param_map import WEIGHTS, TVParameterMapNet
+from deepinv_pnn.pretrained import WEIGHTS_DIR, load_state_dict
+from deepinv_pnn.training.train_param_map import (
+    DEBLUR_NOISE, VAL_SIGMA, make_problem_physics, oracle_scalar_tv, split_files,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CANDIDATES = (ROOT / ".dev/data/bsd400", ROOT.parent / "shared/data/bsd400", Path("/work/shared/data/bsd400"))
+
+
+def load_model(path: str | None, problem: str, device) -> TVParameterMapNet:
+    """The trained model of ``problem`` (its config, e.g. T, read from the file's metadata)."""
+    path = Path(path) if path else WEIGHTS_DIR / WEIGHTS[problem]
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    config = json.loads(meta.get("config", "{}"))
+    model = TVParameterMapNet(n_iter=config.get("n_iter", 64), widths=tuple(config.get("widths", (16, 32, 64))))
+    model.load_state_dict(load_state_dict(path))
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def run(problem: str, model, files, device, oracle_iter: int) -> list[dict]:
+    psnr = dinv.metric.PSNR()
+    sigma = VAL_SIGMA if problem == "denoise" else DEBLUR_NOISE
+    rows = []
+    for index, path in enumerate(files):
+        x = ImageFolderDataset(files=[path], flips=False).image(0)[None].to(device)
+        physics = make_problem_physics(problem, tuple(x.shape[1:]), sigma, device, seed=index)
+        y = physics(x)
+        out = model(y, physics)
+        out10 = model(10 * y, physics) / 10
+        p_map, p_map10 = float(psnr(out, x)), float(psnr(out10, x))
+        p_oracle, lam = oracle_scalar_tv(y, physics, x, n_iter=oracle_iter)
+        rows.append({
+            "file": Path(path).name, "map_tv": p_map, "oracle_tv": p_oracle, "gain": p_map - p_oracle,
+            "oracle_lambda": lam, "scale10_change": abs(p_map10 - p_map), "input": float(psnr(y, x)),
+        })
+        print(f"{problem:8s} {rows[-1]['file']:14s} map-TV {p_map:6.2f}  oracle TV {p_oracle:6.2f} "
+              f"(lambda {lam:.4f})  gain {p_map - p_oracle:+5.2f}  |dPSNR x10| {rows[-1]['scale10_change']:.1e}",
+              flush=True)
+    return rows
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 images, cheaper oracle")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-images", type=int, default=68)
+    parser.add_argument("--problems", nargs="+", default=["denoise", "deblur"])
+    parser.add_argument("--weights-denoise", default=None)
+    parser.add_argument("--weights-deblur", default=None)
+    parser.add_argument("--oracle-iter", type=int, default=600)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    data = Path(args.data_dir) if args.data_dir else next(p for p in DATA_CANDIDATES if p.is_dir())
+    _, val_files = split_files(str(data), 68)
+    n_images = 3 if args.quick else args.n_images
+    oracle_iter = 150 if args.quick else args.oracle_iter
+    report = {"command": "python benchmarks/bench_tvmap_quality.py " + " ".join(argv or []), "problems": {}}
+    for problem in args.problems:
+        weights = getattr(args, f"weights_{problem}")
+        model = load_model(weights, problem, args.device)
+        start = time.time()
+        rows = run(problem, model, val_files[:n_images], args.device, oracle_iter)
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("map_tv", "oracle_tv", "gain", "input")}
+        worst_scale = max(r["scale10_change"] for r in rows)
+        report["problems"][problem] = {"mean": mean, "max_scale10_change": worst_scale, "n_images": len(rows),
+                                       "T": model.n_iter, "seconds": time.time() - start, "per_image": rows}
+    print("\n| problem | images | T | map-TV PSNR | oracle scalar TV PSNR (peer) | mean gain (dB) | max |dPSNR| x10 |")
+    print("|---|---|---|---|---|---|---|")
+    for problem, r in report["problems"].items():
+        m = r["mean"]
+        print(f"| {problem} | {r['n_images']} | {r['T']} | {m['map_tv']:.2f} | {m['oracle_tv']:.2f} | "
+              f"{m['gain']:+.2f} | {r['max_scale10_change']:.1e} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
