@@ -1,0 +1,137 @@
+"""TVParameterMapNet: scale-invariant maps, any linear physics, trainable end to end."""
+
+import json
+
+import deepinv as dinv
+import pytest
+import torch
+
+from deepinv_pnn.data import load_image
+from deepinv_pnn.models.param_map import TVParameterMapNet
+from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.problems import make_physics
+from deepinv_pnn.registry import build
+
+
+def small_model(**kwargs):
+    torch.manual_seed(0)
+    return TVParameterMapNet(n_iter=kwargs.pop("n_iter", 24), widths=(4, 8), **kwargs).eval()
+
+
+@pytest.fixture
+def noisy():
+    x = load_image("camera", size=(32, 28))
+    physics = make_physics("denoise", (1, 32, 28), noise_level=0.1)
+    return x, physics, physics(x)
+
+
+def test_input_scaled_by_10_scales_map_and_output_by_10(noisy):
+    x, physics, y = noisy
+    model = build("tv-param-map").eval()  # shipped weights when present
+    psnr = dinv.metric.PSNR()
+    with torch.no_grad():
+        out, lam = model(y, physics, return_map=True)
+        out10, lam10 = model(10 * y, physics, return_map=True)
+    assert torch.allclose(lam10, 10 * lam, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(out10, 10 * out, rtol=1e-4, atol=1e-5)
+    assert abs(float(psnr(out10 / 10, x) - psnr(out, x))) < 0.1
+    assert abs(float(psnr(out10 / 10, x) - psnr(out, x))) < 1e-3  # in fact exact up to rounding
+
+
+def test_map_follows_the_operator_scale(noisy):
+    """Scaling A and y by a leaves the minimiser unchanged: the map scales by a^2."""
+    x, _, _ = noisy
+    blur = make_physics("deblur", (1, 32, 28), noise_level=0.01)
+    y = blur(x)
+    scaled = dinv.physics.LinearPhysics(A=lambda u: 2 * blur.A(u), A_adjoint=lambda v: 2 * blur.A_adjoint(v))
+    model = small_model()
+    with torch.no_grad():
+        lam = model.lambda_map(y, blur)
+        lam2 = model.lambda_map(2 * y, scaled)
+    assert torch.allclose(lam2, 4 * lam, rtol=2e-2)
+
+
+def test_gradients_reach_the_unet_and_the_steps(noisy):
+    x, physics, y = noisy
+    model = small_model().train()
+    ((model(y, physics) - x) ** 2).mean().backward()
+    named = dict(model.named_parameters())
+    for name in ("unet.head.weight", "unet.down.0.0.weight", "pdhg.step_logit", "pdhg.log_ratio", "pdhg.relax_logit"):
+        assert named[name].grad is not None and named[name].grad.abs().sum() > 0, name
+
+
+def test_a_few_training_steps_improve_the_psnr(noisy):
+    x, physics, y = noisy
+    model = small_model(n_iter=16).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss = ((model(y, physics) - x) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_more_iterations_at_test_time_than_in_training(noisy):
+    _, physics, y = noisy
+    model = small_model(n_iter=8)
+    with torch.no_grad():
+        outs = [model(y, physics, n_iter=n) for n in (8, 64, 256, 512)]
+    changes = [float((b - a).norm()) for a, b in zip(outs[1:], outs[2:])]
+    assert all(torch.isfinite(o).all() for o in outs)
+    assert changes[1] < changes[0]  # the iterates settle
+
+
+@pytest.mark.parametrize("problem", ["deblur", "sr", "inpaint"])
+def test_any_linear_physics_and_colour(problem):
+    x = load_image("astronaut", size=(24, 24), grayscale=False)
+    physics = make_physics(problem, (3, 24, 24), noise_level=0.01)
+    with torch.no_grad():
+        out, lam = small_model()(physics(x), physics, return_map=True)
+    assert out.shape == x.shape and lam.shape == x.shape
+    assert (lam >= 0).all() and torch.isfinite(out).all()
+
+
+def test_tomography():
+    x = load_image("shepp_logan_phantom", size=(24, 24))
+    physics = dinv.physics.Tomography(angles=12, img_width=24, circle=False, normalize=True)
+    with torch.no_grad():
+        out = small_model()(physics(x), physics)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_anisotropic_per_direction_and_bounded_maps(noisy):
+    _, physics, y = noisy
+    model = small_model(isotropic=False, per_direction=True, output="sigmoid", lambda_max=0.5)
+    with torch.no_grad():
+        out, lam = model(y, physics, return_map=True)
+    assert lam.shape == y.shape + (2,)
+    scale = y.square().mean().sqrt()
+    assert float(lam.max()) <= 0.5 * float(scale) + 1e-6
+    with pytest.raises(ValueError, match="per_direction"):
+        TVParameterMapNet(per_direction=True)
+
+
+def test_weights_round_trip_with_config(tmp_path, noisy):
+    _, physics, y = noisy
+    model = small_model(n_iter=13)
+    path = save_weights(model, tmp_path / "m.safetensors", metadata={"config": json.dumps({"n_iter": 13, "widths": [4, 8]})})
+    loaded = TVParameterMapNet(pretrained=str(path)).eval()
+    assert loaded.n_iter == 13
+    with torch.no_grad():
+        assert torch.equal(loaded(y, physics), model(y, physics))
+
+
+def test_bad_inputs_name_the_argument(noisy):
+    _, physics, y = noisy
+    model = small_model()
+    with pytest.raises(TypeError, match="physics"):
+        model(y, "denoise")
+    bad = y.clone()
+    bad[..., 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="y"):
+        model(bad, physics)
+    with pytest.raises(ValueError, match="output"):
+        TVParameterMapNet(output="relu")
