@@ -1,6 +1,6 @@
 r"""Learned regularisation-parameter maps for total variation, by algorithm unrolling.
 
-:footcite:t:`kofler2023learning`: a CNN predicts a pixel-wise map
+:footcite:t:`kofler2023parametermaps`: a CNN predicts a pixel-wise map
 :math:`\Lambda_\Theta(y) \ge 0` and the reconstruction is the (approximate, :math:`T`
 unrolled primal-dual iterations) solution of
 
@@ -104,7 +104,7 @@ class MapUNet(nn.Module):
 
 
 class TVParameterMapNet(dinv.models.Reconstructor):
-    r"""Weighted-TV reconstruction with a CNN-predicted map :math:`\Lambda_\Theta(y)` :footcite:p:`kofler2023learning`.
+    r"""Weighted-TV reconstruction with a CNN-predicted map :math:`\Lambda_\Theta(y)` :footcite:p:`kofler2023parametermaps`.
 
     For any :class:`deepinv.physics.LinearPhysics` :math:`A` (denoising, blur,
     inpainting, super-resolution, MRI, tomography): :math:`x_0 = A^\top y / \|A\|^2`,

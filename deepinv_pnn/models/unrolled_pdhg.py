@@ -7,7 +7,7 @@ Solves, by :math:`T` iterations whose step sizes are learnable,
     \min_x \tfrac12\|Ax - y\|_2^2 + \|\Lambda \odot \nabla x\|_1
     = \min_x F(Kx), \qquad K = \begin{bmatrix} A \\ \nabla \end{bmatrix},
 
-with the relaxed primal-dual iteration of :footcite:t:`condat2013primal` (dual
+with the relaxed primal-dual iteration of Condat (J. Optim. Theory Appl. 2013) (dual
 variables :math:`p` for the data term, :math:`q` for the gradient):
 
 .. math::

@@ -8,7 +8,7 @@ where :math:`|\cdot|` is the Euclidean norm of the two finite differences (isotr
 TV) or the sum of their absolute values (anisotropic TV), and
 :math:`\Lambda \geq 0` is a map of the image's size (one map shared by both
 directions, or one map per direction for anisotropic TV). This is the regulariser of
-:footcite:t:`kofler2023learning`. ``\nabla`` is deepinv's forward-difference operator
+:footcite:t:`kofler2023parametermaps`. ``\nabla`` is deepinv's forward-difference operator
 :meth:`deepinv.models.TVDenoiser.nabla` (Neumann boundary).
 
 The prior accepts two kinds of inputs, so that it plugs into
@@ -106,7 +106,7 @@ def weighted_tv_denoise(
 ) -> torch.Tensor:
     r"""Solve :math:`\min_z \tfrac12\|z - x\|^2 + \|\Lambda \odot \nabla z\|_1` to a certified accuracy.
 
-    Fast gradient projection on the dual problem :footcite:p:`beck2009fast`,
+    Fast gradient projection on the dual problem (Beck and Teboulle, IEEE TIP 2009),
     :math:`\max_{|q_i| \le \Lambda_i} \tfrac12\|x\|^2 - \tfrac12\|x - \nabla^\top q\|^2`,
     with step :math:`1/\|\nabla\|^2 = 1/8` and :math:`z = x - \nabla^\top q`. It stops when
     the duality gap :math:`G` satisfies :math:`G \le \tfrac12 (\mathrm{tol}\,\|x\|)^2`,
