@@ -4,3 +4,5 @@ from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import ConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
 from deepinv_pnn.optim.patchnr import PatchNR
+from deepinv_pnn.optim.patch_reconstruction import AdamPatchReconstructor
+from deepinv_pnn.optim.weighted_tv import WeightedTVPrior
