@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import deepinv as dinv
 import torch
@@ -59,8 +60,8 @@ def speed_table(device, size: int, iterations: list[int], repeats: int) -> list[
                 custom_init=lambda y, p: {"est": (p.A_adjoint(y), p.A_adjoint(y), torch.zeros_like(nabla(y)))},
             )
             with torch.no_grad():
-                t_ours = best_time(lambda: ours(y, physics, lam, n_iter=n, op_sqnorm=sqnorm), device, repeats)
-                t_pdcp = best_time(lambda: pdcp(y, physics), device, repeats)
+                t_ours = best_time(partial(ours, y, physics, lam, n_iter=n, op_sqnorm=sqnorm), device, repeats)
+                t_pdcp = best_time(partial(pdcp, y, physics), device, repeats)
             rows.append((problem, n, 1e3 * t_ours, 1e3 * t_pdcp, t_pdcp / t_ours))
     return rows
 
@@ -96,7 +97,7 @@ def memory_table(device, size: int, n_iter: int) -> list[tuple]:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         start = time.perf_counter()
-        saved = saved_bytes(lambda: model(y, physics, lam))
+        saved = saved_bytes(partial(model, y, physics, lam))
         seconds = time.perf_counter() - start
         peak = (torch.cuda.max_memory_allocated() - base) if torch.device(device).type == "cuda" else None
         rows.append((checkpointing, saved / 2**20, None if peak is None else peak / 2**20, seconds))

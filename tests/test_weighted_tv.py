@@ -49,7 +49,7 @@ def test_weighted_prox_satisfies_optimality_by_duality_gap(noisy):
     lam = spatial_map(y)
     z = weighted_tv_denoise(y, lam, tol=1e-6)
     prior = WeightedTVPrior(lam)
-    h = lambda u: float(prior.fn(u) + 0.5 * ((u - y) ** 2).sum())  # noqa: E731
+    h = lambda u: float(prior.fn(u) + 0.5 * ((u - y) ** 2).sum())
     generator = torch.Generator().manual_seed(3)
     for _ in range(5):
         d = torch.randn(y.shape, generator=generator, dtype=y.dtype)
@@ -118,7 +118,7 @@ def test_prior_prox_inside_deepinv_pdcp_with_k_identity(noisy):
         stepsize=0.9, stepsize_dual=1.0, max_iter=20,
     )
     out = solver(y, physics)
-    cost = lambda u: float(0.5 * ((physics.A(u) - y) ** 2).sum() + prior.fn(u))  # noqa: E731
+    cost = lambda u: float(0.5 * ((physics.A(u) - y) ** 2).sum() + prior.fn(u))
     assert cost(out) < cost(physics.A_adjoint(y))
 
 

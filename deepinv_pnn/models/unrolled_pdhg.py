@@ -48,7 +48,13 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from deepinv_pnn.optim.weighted_tv import NABLA_SQNORM, expand_map, nabla, nabla_adjoint, project_dual_ball
+from deepinv_pnn.optim.weighted_tv import (
+    NABLA_SQNORM,
+    expand_map,
+    nabla,
+    nabla_adjoint,
+    project_dual_ball,
+)
 
 #: factor applied to the power-iteration estimate of :math:`\|A\|^2` (it can only underestimate).
 SQNORM_MARGIN = 1.02
@@ -207,7 +213,7 @@ class UnrolledPDHG(nn.Module):
                 if return_history:
                     history.append(x)
         else:
-            segment = max(1, int(math.ceil(math.sqrt(n_iter))))
+            segment = max(1, math.ceil(math.sqrt(n_iter)))
             done = 0
             while done < n_iter:
                 n = min(segment, n_iter - done)

@@ -169,7 +169,7 @@ def train(args: argparse.Namespace) -> dict:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         rank = dist.get_rank()
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
     torch.manual_seed(args.seed + rank)
     train_files, val_files = split_files(args.data_dir, args.val_count)
