@@ -66,7 +66,7 @@ class WPPFlow(dinv.models.Reconstructor):
         n_blocks: int = 6,
         hidden: int = 64,
         cond_features: int = 32,
-        temperature: float = 1.0,
+        temperature: float = 0.05,
         n_samples: int = 8,
         pretrained: bool | str | os.PathLike = False,
         seed: int = 0,

@@ -175,7 +175,7 @@ class PatchNR(dinv.optim.Prior):
 
         :param images: ``[R, C, H, W]`` tensor or list of ``[1, C, H, W]`` tensors.
         :param int steps: Adam steps (each on ``batch_size`` random patches).
-        :param float lr: Adam learning rate (cosine-decayed to 1 %).
+        :param float lr: Adam learning rate (cosine-decayed to 1 % over ``steps`` or ``minutes``).
         :param bool augment: add the 8 flips/rotations of each image (zero-shot setting).
         :param float dequantize: width of the uniform noise added to patches (8-bit data).
         :param float minutes: stop after this wall-clock time.
@@ -193,7 +193,6 @@ class PatchNR(dinv.optim.Prior):
         self.train()
         generator = torch.Generator(device=device).manual_seed(seed)
         optimizer = torch.optim.Adam(self.flow.parameters(), lr=lr)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1), eta_min=lr / 100)
         history: list[float] = []
         start = time.monotonic()
         iterator = range(steps)
@@ -201,7 +200,12 @@ class PatchNR(dinv.optim.Prior):
             from tqdm import tqdm
 
             iterator = tqdm(iterator, desc="patchNR fit")
-        for _ in iterator:
+        for step in iterator:
+            frac = step / max(steps, 1)
+            if minutes is not None:  # the schedule follows whichever budget runs out first
+                frac = max(frac, (time.monotonic() - start) / (60 * minutes))
+            for group in optimizer.param_groups:
+                group["lr"] = lr / 100 + (lr - lr / 100) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
             idx = torch.randint(0, patches.shape[0], (batch_size,), device=device, generator=generator)
             batch = patches[idx]
             if dequantize:
@@ -211,7 +215,6 @@ class PatchNR(dinv.optim.Prior):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.flow.parameters(), 10.0)
             optimizer.step()
-            scheduler.step()
             history.append(float(loss.detach()))
             if minutes is not None and time.monotonic() - start > 60 * minutes:
                 break
