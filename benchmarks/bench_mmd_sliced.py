@@ -1,0 +1,144 @@
+r"""Sliced MMD (Riesz kernel) by sorting vs the exact O(N^2) method: time, memory, accuracy.
+
+Run ``python benchmarks/bench_mmd_sliced.py [--quick] [--device cpu|cuda] [--threads T]``.
+
+Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projections, N = M):
+
+1. Scaling in N: sliced (:func:`deepinv_pnn.sampling.sliced_mmd_riesz`) vs the exact
+   method with ``torch.cdist`` (chunked, closed-form gradient:
+   :func:`deepinv_pnn.sampling.mmd_riesz`), and geomloss's tensorized ``energy``
+   ``SamplesLoss`` with autograd when geomloss is installed (geomloss's loss is half of
+   MMD^2; KeOps is not used). Every time is the best of ``repeats`` runs in the same process.
+2. The headline case N = M = 10^6 (10^5 with ``--quick``), run in a fresh subprocess so
+   that its peak resident memory (``ru_maxrss``, including the 0.5 GB of input points) is
+   its own.
+3. Relative error of the sliced value and gradient vs the exact ones for growing P, with
+   the fitted log-log slope (theory: -1/2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from deepinv_pnn.sampling import mmd_riesz, sliced_mmd_riesz
+
+
+def timed(fn, device, repeats=1):
+    best = math.inf
+    out = None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def data(n, d, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen)
+    y = torch.randn(n, d, generator=gen) * 1.1 + 0.1
+    return x.to(device), y.to(device)
+
+
+def geomloss_energy(x, y):
+    from geomloss import SamplesLoss
+
+    xa = x.clone().requires_grad_()
+    loss = SamplesLoss("energy", backend="tensorized")(xa, y)
+    (grad,) = torch.autograd.grad(loss, xa)
+    return 2 * loss.detach(), 2 * grad
+
+
+def headline(n, d, p, device):
+    """Value + gradient at N = M = n in a fresh process; prints JSON."""
+    sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
+    x, y = data(n, d, device)
+    t, _ = timed(lambda: sliced_mmd_riesz(x, y, n_projections=p, return_grad=True,
+                                          generator=torch.Generator(device=device).manual_seed(0)), device)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    gpu_gb = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    print(json.dumps({"n": n, "seconds": t, "peak_rss_gb": peak_gb, "gpu_peak_gb": gpu_gb,
+                      "inputs_gb": 2 * n * d * 4 / 2**30}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--exact-max", type=int, default=None, help="largest N for the exact method")
+    parser.add_argument("--headline", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    d, p = 64, 100
+    if args.headline:
+        return headline(args.headline, d, p, device)
+    try:
+        import geomloss  # noqa: F401
+
+        have_geomloss = True
+    except ImportError:
+        have_geomloss = False
+    sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
+    print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}")
+
+    print("\n## 1. value + gradient time (s) vs N; ratio = exact / sliced")
+    print(f"{'N':>8} {'sliced':>9} {'exact cdist':>12} {'ratio':>8} {'geomloss':>9} {'ratio':>8}")
+    sizes = [1000, 3000] if args.quick else [1000, 3000, 10000, 30000, 100000, 1000000]
+    exact_max = args.exact_max or (3000 if args.quick else 10000)
+    for n in sizes:
+        x, y = data(n, d, device)
+        gen = torch.Generator(device=device).manual_seed(0)
+        reps = 3 if n <= 10000 else 1
+        ts, _ = timed(lambda x=x, y=y, g=gen: sliced_mmd_riesz(x, y, p, generator=g, return_grad=True), device, reps)
+        te = tg = math.nan
+        if n <= exact_max:
+            te, _ = timed(lambda x=x, y=y: mmd_riesz(x, y, return_grad=True), device, 1)
+            if have_geomloss and n <= 10000:
+                tg, _ = timed(lambda x=x, y=y: geomloss_energy(x, y), device, 1)
+        print(f"{n:>8} {ts:>9.3f} {te:>12.3f} {te / ts:>8.1f} {tg:>9.3f} {tg / ts:>8.1f}", flush=True)
+        del x, y
+
+    n_head = 30000 if args.quick else 1000000
+    print(f"\n## 2. headline: N = M = {n_head}, d = {d}, P = {p}, value + gradient (fresh process)")
+    cmd = [sys.executable, __file__, "--headline", str(n_head), "--device", args.device]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    print(json.dumps(result))
+
+    print("\n## 3. relative error of the sliced estimate vs P (N = M = 2000, float64, mean over runs)")
+    x, y = data(2000, d, device)
+    x, y = x.double(), y.double()
+    exact, exact_grad = mmd_riesz(x, y, return_grad=True)
+    ps = [10, 100, 1000] if args.quick else [10, 30, 100, 300, 1000, 3000]
+    n_runs = 5 if args.quick else 10
+    errs, gerrs = [], []
+    gen = torch.Generator(device=device).manual_seed(1)
+    print(f"{'P':>6} {'value rel err':>14} {'grad rel err':>13}")
+    for pp in ps:
+        runs = [sliced_mmd_riesz(x, y, pp, generator=gen, return_grad=True) for _ in range(n_runs)]
+        errs.append(float(np.sqrt(np.mean([(float(v) / float(exact) - 1) ** 2 for v, _ in runs]))))
+        gerrs.append(float(np.mean([float((g - exact_grad).norm() / exact_grad.norm()) for _, g in runs])))
+        print(f"{pp:>6} {errs[-1]:>14.4f} {gerrs[-1]:>13.4f}", flush=True)
+    print(f"log-log slopes: value {np.polyfit(np.log(ps), np.log(errs), 1)[0]:.2f}, "
+          f"gradient {np.polyfit(np.log(ps), np.log(gerrs), 1)[0]:.2f} (theory -0.5)")
+
+
+if __name__ == "__main__":
+    main()

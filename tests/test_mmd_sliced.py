@@ -1,0 +1,203 @@
+"""Exact and sliced MMD with the Riesz kernel: values, gradients, convergence in P."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepinv_pnn.sampling import (
+    local_projections,
+    mmd_riesz,
+    random_directions,
+    riesz_constant,
+    sliced_mmd_riesz,
+    sliced_mmd_riesz_1d,
+)
+
+
+def exact_1d(zx, zy):
+    """The pairwise formula, differentiable by autograd."""
+    n, m = len(zx), len(zy)
+    return (
+        2 * (zx[:, None] - zy[None]).abs().sum() / (n * m)
+        - (zx[:, None] - zx[None]).abs().sum() / n**2
+        - (zy[:, None] - zy[None]).abs().sum() / m**2
+    )
+
+
+def test_riesz_constant_known_values():
+    assert riesz_constant(1) == pytest.approx(1.0)
+    assert riesz_constant(2) == pytest.approx(math.pi / 2)
+    assert riesz_constant(3) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="d must"):
+        riesz_constant(0)
+
+
+def test_riesz_constant_is_inverse_mean_projection():
+    gen = torch.Generator().manual_seed(0)
+    xi = random_directions(5, 200000, gen, dtype=torch.float64)
+    assert float(xi[0].abs().mean()) * riesz_constant(5) == pytest.approx(1.0, abs=5e-3)
+
+
+def test_mmd_riesz_small_example_and_symmetry():
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0], [3.0]], dtype=torch.float64)
+    assert float(mmd_riesz(x, y)) == pytest.approx(1.0)
+    assert float(mmd_riesz(y, x)) == pytest.approx(1.0)
+    assert float(mmd_riesz(x, x)) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_mmd_riesz_closed_form_gradient_matches_autograd_in_blocks():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(90, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(70, 4, generator=gen, dtype=torch.float64) + 0.3
+    value, grad = mmd_riesz(x, y, return_grad=True, chunk_size=17)
+    xa = x.clone().requires_grad_()
+    ref = mmd_riesz(xa, y)
+    ref.backward()
+    assert float(value) == pytest.approx(float(ref.detach()), rel=1e-12)
+    assert torch.allclose(grad, xa.grad, atol=1e-12)
+    assert float(value) > 0
+
+
+def test_mmd_riesz_unbiased_is_near_zero_for_same_distribution():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(400, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(300, 3, generator=gen, dtype=torch.float64)
+    assert abs(float(mmd_riesz(x, y, unbiased=True))) < 0.3 * float(mmd_riesz(x, y))
+
+
+def test_sorting_gradient_equals_autograd_of_exact_1d_formula():
+    gen = torch.Generator().manual_seed(3)
+    zx = torch.randn(4, 150, generator=gen, dtype=torch.float64)
+    zy = torch.randn(4, 110, generator=gen, dtype=torch.float64) * 1.5 + 0.2
+    values, gx, gy = sliced_mmd_riesz_1d(zx, zy, grad_y=True)
+    for p in range(4):
+        ax, ay = zx[p].clone().requires_grad_(), zy[p].clone().requires_grad_()
+        ref = exact_1d(ax, ay)
+        ref.backward()
+        assert abs(float(values[p]) - float(ref)) < 1e-12
+        assert float((gx[p] - ax.grad).abs().max()) < 1e-10
+        assert float((gy[p] - ay.grad).abs().max()) < 1e-10
+
+
+def test_sliced_gradient_equals_autograd_of_projected_exact_formula():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(60, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(50, 6, generator=gen, dtype=torch.float64)
+    xi = random_directions(6, 7, gen, dtype=torch.float64)
+    value, grad = sliced_mmd_riesz(x, y, projections=xi, return_grad=True, memory_budget=1e4)
+    xa = x.clone().requires_grad_()
+    proj_x, proj_y = xa @ xi, y @ xi
+    ref = riesz_constant(6) / 7 * sum(exact_1d(proj_x[:, p], proj_y[:, p]) for p in range(7))
+    ref.backward()
+    assert float(value) == pytest.approx(float(ref), rel=1e-12)
+    assert float((grad - xa.grad).abs().max()) < 1e-10
+    # the autograd path of sliced_mmd_riesz gives the same gradients, for x and y
+    xb, yb = x.clone().requires_grad_(), y.clone().requires_grad_()
+    sliced_mmd_riesz(xb, yb, projections=xi).backward()
+    assert torch.allclose(xb.grad, grad, atol=1e-12)
+    ya = y.clone().requires_grad_()
+    proj_y = ya @ xi
+    (riesz_constant(6) / 7 * sum(exact_1d(x @ xi[:, p], proj_y[:, p]) for p in range(7))).backward()
+    assert torch.allclose(yb.grad, ya.grad, atol=1e-12)
+
+
+def test_sliced_is_exact_in_one_dimension_float32():
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(300, 1, generator=gen), torch.rand(200, 1, generator=gen)
+    v = sliced_mmd_riesz(x, y, n_projections=3)
+    assert float(v) == pytest.approx(float(mmd_riesz(x.double(), y.double())), rel=1e-5)
+
+
+def test_sliced_error_decays_like_inverse_sqrt_of_projections():
+    gen = torch.Generator().manual_seed(6)
+    d = 10
+    x = torch.randn(200, d, generator=gen, dtype=torch.float64)
+    y = torch.randn(150, d, generator=gen, dtype=torch.float64) * 1.3 + 0.4
+    exact, exact_grad = mmd_riesz(x, y, return_grad=True)
+    ps = [4, 16, 64, 256]
+    errors, grad_errors = [], []
+    for p in ps:
+        runs = [sliced_mmd_riesz(x, y, n_projections=p, generator=gen, return_grad=True) for _ in range(20)]
+        errors.append(np.sqrt(np.mean([(float(v) - float(exact)) ** 2 for v, _ in runs])))
+        grad_errors.append(np.mean([float((g - exact_grad).norm() / exact_grad.norm()) for _, g in runs]))
+    slope = np.polyfit(np.log(ps), np.log(errors), 1)[0]
+    grad_slope = np.polyfit(np.log(ps), np.log(grad_errors), 1)[0]
+    assert -0.65 < slope < -0.35, (slope, errors)
+    assert -0.65 < grad_slope < -0.35, (grad_slope, grad_errors)
+    assert errors[-1] / float(exact) < 0.1
+
+
+def test_sliced_mean_is_unbiased():
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(100, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(100, 4, generator=gen, dtype=torch.float64) + 0.5
+    runs = np.array([float(sliced_mmd_riesz(x, y, 200, generator=gen)) for _ in range(50)])
+    standard_error = runs.std() / np.sqrt(len(runs))
+    assert abs(runs.mean() - float(mmd_riesz(x, y))) < 3 * standard_error
+
+
+def test_chunking_does_not_change_the_result():
+    gen = torch.Generator().manual_seed(8)
+    x, y = torch.randn(100, 5, generator=gen), torch.randn(80, 5, generator=gen)
+    xi = random_directions(5, 33, gen)
+    a = sliced_mmd_riesz(x, y, projections=xi, return_grad=True, memory_budget=1e9)
+    b = sliced_mmd_riesz(x, y, projections=xi, return_grad=True, memory_budget=2e4)
+    assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-7)
+
+
+def test_local_projections_are_unit_vectors_on_patches():
+    xi = local_projections((2, 9, 7), 3, 50, torch.Generator().manual_seed(0))
+    assert xi.shape == (2 * 9 * 7, 50)
+    assert torch.allclose(xi.norm(dim=0), torch.ones(50))
+    support = (xi != 0).reshape(2, 9, 7, 50)
+    for p in range(50):
+        rows = support[:, :, :, p].any(0).any(1).nonzero().flatten()
+        cols = support[:, :, :, p].any(0).any(0).nonzero().flatten()
+        assert len(rows) == 3 and len(cols) == 3 and rows.diff().eq(1).all() and cols.diff().eq(1).all()
+    images_x = torch.rand(40, 2 * 9 * 7)
+    v, g = sliced_mmd_riesz(images_x, torch.rand(30, 2 * 9 * 7) ** 2, projections=xi,
+                            scale=riesz_constant(18), return_grad=True)
+    assert float(v) > 0 and g.shape == images_x.shape
+    with pytest.raises(ValueError, match="patch_size"):
+        local_projections((1, 4, 4), 5, 3)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((3, 2)), "x must be a torch.Tensor"),
+        (torch.zeros(3, 2, dtype=torch.int64), "x must have a floating-point"),
+        (torch.zeros(3), "x must have shape"),
+        (torch.tensor([[float("nan"), 0.0]]), "x contains NaN"),
+    ],
+)
+def test_bad_inputs_name_the_argument(bad, match):
+    y = torch.zeros(4, 2)
+    with pytest.raises((TypeError, ValueError), match=match):
+        sliced_mmd_riesz(bad, y)
+    with pytest.raises((TypeError, ValueError), match=match):
+        mmd_riesz(bad, y)
+
+
+def test_dimension_mismatch_and_bad_projections():
+    with pytest.raises(ValueError, match="y must have d = 3"):
+        sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="projections must be"):
+        sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 3), projections=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="n_projections"):
+        sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 3), n_projections=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_sliced_on_gpu_matches_cpu():
+    gen = torch.Generator().manual_seed(9)
+    x, y = torch.randn(500, 8, generator=gen), torch.randn(400, 8, generator=gen)
+    xi = random_directions(8, 64, gen)
+    v, g = sliced_mmd_riesz(x, y, projections=xi, return_grad=True)
+    vc, gc = sliced_mmd_riesz(x.cuda(), y.cuda(), projections=xi.cuda(), return_grad=True)
+    assert vc.device.type == "cuda"
+    assert float(vc) == pytest.approx(float(v), rel=1e-4)
+    assert torch.allclose(gc.cpu(), g, atol=1e-5)
