@@ -1,7 +1,7 @@
 r"""Empirical certificates: Lipschitz constants and averagedness of operators.
 
 - :func:`jacobian_spectral_norm`: power iteration on :math:`J^\top J` with
-  Jacobian-vector products (forward mode) and vector-Jacobian products (reverse mode),
+  Jacobian-vector and vector-Jacobian products (automatic differentiation),
   a lower bound of the local Lipschitz constant at a point.
 - :func:`lipschitz_ratios`: :math:`\|f(x)-f(y)\|/\|x-y\|` on pairs.
 - :func:`averagedness_margin`: the defect of the :math:`\theta`-averagedness inequality
@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.func import jvp, vjp
 
 
 def _batch_norm(v: torch.Tensor) -> torch.Tensor:
@@ -44,8 +43,9 @@ def jacobian_spectral_norm(
 ) -> float:
     r"""Largest singular value of the Jacobian of ``f`` at ``x`` by power iteration on :math:`J^\top J`.
 
-    Uses ``torch.func.jvp`` then ``torch.func.vjp`` (no dense Jacobian). The maximum over
-    the batch is returned.
+    Jacobian-vector products by the double-vjp trick (:math:`Jv = \partial_u \langle J^\top u, v\rangle`)
+    and vector-Jacobian products by reverse mode, on one graph (no dense Jacobian, no
+    forward recomputation). ``f`` must act sample-wise; the maximum over the batch is returned.
 
     :param Callable f: the operator, ``[B, ...] -> [B, ...]``.
     :param torch.Tensor x: the point.
@@ -57,16 +57,21 @@ def jacobian_spectral_norm(
     v = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).to(x.device)
     v = v / _batch_norm(v).view(-1, *[1] * (x.dim() - 1))
     sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    for _ in range(n_iter):
-        _, jv = jvp(f, (x,), (v,))
-        _, pullback = vjp(f, x)
-        (jtjv,) = pullback(jv)
-        new = _batch_norm(jtjv).sqrt()
-        v = jtjv / _batch_norm(jtjv).view(-1, *[1] * (x.dim() - 1))
-        done = ((new - sigma).abs() <= tol * new).all()
-        sigma = new
-        if done:
-            break
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        y = f(xr)
+        # J v by the double-vjp trick: J v = d/du <J^T u, v>; one graph, no forward recompute
+        u = torch.zeros_like(y, requires_grad=True)
+        (jt_u,) = torch.autograd.grad(y, xr, u, create_graph=True)
+        for _ in range(n_iter):
+            (jv,) = torch.autograd.grad(jt_u, u, v, retain_graph=True)
+            (jtjv,) = torch.autograd.grad(y, xr, jv, retain_graph=True)
+            new = _batch_norm(jtjv).sqrt()
+            v = jtjv / _batch_norm(jtjv).view(-1, *[1] * (x.dim() - 1))
+            done = bool(((new - sigma).abs() <= tol * new).all())
+            sigma = new.detach()
+            if done:
+                break
     return float(sigma.max())
 
 
