@@ -1,0 +1,231 @@
+r"""Multi-convolution: a chain of convolutions without nonlinearity, with its exact adjoint.
+
+:math:`W = W_L \circ \dots \circ W_1`, each :math:`W_l` a zero-padded "same" convolution
+with an odd kernel and no bias; the kernels of :math:`W_1` have zero mean, so constant
+images are in the kernel of :math:`W` (ridge regularisers are then shift invariant in
+intensity). The adjoint :math:`W^\top` chains the transposed convolutions in reverse
+order and is exact (``conv_transpose2d`` with the same padding).
+
+With ``normalize=True`` the operator is divided by a rigorous upper bound of its
+spectral norm, so that :math:`\|W\| \le 1` holds by construction
+:footcite:t:`goujon2024learning`. The bound comes from the Fourier transform: for zero
+or circular padding :math:`\|W\|^2 \le \sup_\omega \lambda_{\max}(\hat T(\omega))` where
+:math:`T = W^\top W \delta` is the (``2n+1``-wide) impulse response of the normal operator;
+the trace replaces :math:`\lambda_{\max}` for several input channels. The supremum of the
+trigonometric polynomial :math:`\hat T` of degree :math:`n` is bounded from its maximum on
+an ``N x N`` FFT grid by Bernstein's inequality,
+:math:`\sup \hat T \le \max_{\mathrm{grid}} \hat T / (1 - 2\pi^2 n^2 / N^2)`. This bound is
+differentiable (used in training) and cached without autograd; the cache is refreshed
+when the weights change (version counters: optimiser steps, :meth:`load_state_dict`) and after :meth:`to`.
+:meth:`MultiConv2d.spectral_norm` measures the actual norm by power iteration (cached
+eigenvector, refreshed after loading).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiConv2d(nn.Module):
+    r"""Chain of 2-D convolutions :math:`W` with exact adjoint and spectral normalisation.
+
+    :param tuple channels: channel counts from input to output, e.g. ``(1, 8, 32)``.
+    :param int kernel_size: odd kernel size of every convolution.
+    :param bool zero_mean: the first layer's kernels have zero mean.
+    :param bool normalize: divide by the Fourier bound of :math:`\|W\|` (so :math:`\|W\|\le 1`).
+    :param int fft_size: FFT grid ``N`` of the bound.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_pnn.nn.multiconv import MultiConv2d
+    >>> W = MultiConv2d((1, 4, 8), kernel_size=5)
+    >>> x, y = torch.randn(1, 1, 16, 16), torch.randn(1, 8, 16, 16)
+    >>> bool(torch.allclose((W(x) * y).sum(), (x * W.adjoint(y)).sum(), atol=1e-5))
+    True
+    >>> W.spectral_norm() <= 1 + 1e-4
+    True
+    """
+
+    def __init__(
+        self,
+        channels: tuple = (1, 8, 32),
+        kernel_size: int = 7,
+        zero_mean: bool = True,
+        normalize: bool = True,
+        fft_size: int = 512,
+    ):
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if len(channels) < 2 or min(channels) < 1:
+            raise ValueError(f"channels must list >= 2 positive counts, got {channels}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        self.channels = list(channels)
+        self.kernel_size = kernel_size
+        self.padding = kernel_size // 2
+        self.zero_mean = zero_mean
+        self.normalize = normalize
+        self.fft_size = fft_size
+        self.weights = nn.ParameterList()
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            w = torch.randn(c_out, c_in, kernel_size, kernel_size) / math.sqrt(c_in * kernel_size**2)
+            self.weights.append(nn.Parameter(w))
+        self._bound_cache: dict = {}
+        self._shared = None
+        self._u: torch.Tensor | None = None
+        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
+
+    # ------------------------------------------------------------------ kernels
+    def kernels(self) -> list[torch.Tensor]:
+        """The kernels of the chain (the first one centred when ``zero_mean``)."""
+        ks = list(self.weights)
+        if self.zero_mean:
+            ks[0] = ks[0] - ks[0].mean(dim=(-2, -1), keepdim=True)
+        return ks
+
+    @property
+    def radius(self) -> int:
+        """Half-width of the composite kernel."""
+        return self.padding * len(self.weights)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def clear_cache(self) -> None:
+        """Forget the cached norm bound and power-iteration vector."""
+        self._bound_cache = {}
+        self._u = None
+
+    # --------------------------------------------------------------- operators
+    def _raw_forward(self, x: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
+        for k in kernels:
+            x = F.conv2d(x, k.to(x.dtype), padding=self.padding)
+        return x
+
+    def _raw_adjoint(self, y: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
+        for k in reversed(kernels):
+            y = F.conv_transpose2d(y, k.to(y.dtype), padding=self.padding)
+        return y
+
+    def scale(self) -> torch.Tensor:
+        """The factor applied to the raw chain: ``1 / bound`` when normalising, else 1.
+
+        In eval mode or without autograd the value is a constant, cached until the weights
+        change (their version counters: an optimiser step, :meth:`load_state_dict`); in
+        training mode with autograd it is recomputed (differentiably) on each call, except
+        inside :meth:`shared_scale`.
+        """
+        w = self.weights[0]
+        if not self.normalize:
+            return torch.ones((), dtype=w.dtype, device=w.device)
+        key = (w.device, w.dtype, tuple(p._version for p in self.weights))
+        if self.training and torch.is_grad_enabled() and w.requires_grad:
+            if self._shared is not None and self._shared[0] == key:
+                return self._shared[1]
+            value = 1.0 / self.norm_bound()
+            if self._shared is not None:
+                self._shared = (key, value)
+            return value
+        if self._bound_cache.get("key") != key:
+            with torch.no_grad():
+                self._bound_cache = {"key": key, "value": 1.0 / self.norm_bound()}
+        return self._bound_cache["value"]
+
+    @contextlib.contextmanager
+    def shared_scale(self):
+        """Within this block the differentiable norm bound is computed once and reused
+        (one training step: several applications of W share one graph)."""
+        self._shared = (None, None)
+        try:
+            yield self
+        finally:
+            self._shared = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`W x` for ``x`` of shape ``[B, channels[0], H, W]``."""
+        return self._raw_forward(x, self.kernels()) * self.scale().to(x.dtype)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        r""":math:`W^\top y` for ``y`` of shape ``[B, channels[-1], H, W]``."""
+        return self._raw_adjoint(y, self.kernels()) * self.scale().to(y.dtype)
+
+    transpose = adjoint
+
+    def impulse_response(self) -> torch.Tensor:
+        """The composite kernel :math:`h` ``[C_out, C_in, 2r+1, 2r+1]`` of the (normalised)
+        chain: :math:`Wx = h * x` (a true convolution, i.e. ``conv2d`` with ``h`` flipped)."""
+        r = self.radius
+        size = 2 * r + 1
+        c_in = self.channels[0]
+        w = self.weights[0]
+        delta = torch.zeros(c_in, c_in, size, size, dtype=w.dtype, device=w.device)
+        delta[torch.arange(c_in), torch.arange(c_in), r, r] = 1
+        out = self.forward(delta)  # [C_in(batch), C_out, size, size]
+        return out.transpose(0, 1)
+
+    # -------------------------------------------------------------- norm bound
+    def norm_bound(self, fft_size: int | None = None) -> torch.Tensor:
+        r"""Differentiable upper bound of the spectral norm of the raw chain.
+
+        :param int fft_size: FFT grid ``N`` (default ``self.fft_size``); must exceed
+            :math:`\sqrt2\pi n` with :math:`n` twice the composite radius.
+        :return: a 0-d tensor :math:`\ge \|W_{\text{raw}}\|`.
+        """
+        n_grid = int(fft_size or self.fft_size)
+        n = 2 * self.radius
+        margin = 1.0 - 2 * math.pi**2 * n**2 / n_grid**2
+        if margin <= 0.05:
+            raise ValueError(f"fft_size {n_grid} is too small for a composite radius {self.radius}")
+        kernels = self.kernels()
+        c_in = self.channels[0]
+        size = 2 * n + 1
+        w = kernels[0]
+        delta = torch.zeros(c_in, c_in, size, size, dtype=w.dtype, device=w.device)
+        delta[torch.arange(c_in), torch.arange(c_in), n, n] = 1
+        normal = self._raw_adjoint(self._raw_forward(delta, kernels), kernels)
+        trace = normal[torch.arange(c_in), torch.arange(c_in)].sum(0)  # [size, size]
+        spectrum = torch.fft.rfft2(trace, s=(n_grid, n_grid)).abs()
+        return torch.sqrt(spectrum.max() / margin)
+
+    @torch.no_grad()
+    def spectral_norm(self, n_iter: int = 100, size: int = 64, tol: float = 1e-7) -> float:
+        r"""Spectral norm :math:`\|W\|` on ``size x size`` images, by power iteration on
+        :math:`W^\top W` (the eigenvector estimate is cached between calls).
+
+        :param int n_iter: maximum number of iterations.
+        :param int size: image side of the iteration.
+        :param float tol: relative change that stops the iteration.
+        :return: the estimate (a lower bound that converges to the norm).
+        """
+        w = self.weights[0]
+        shape = (1, self.channels[0], size, size)
+        u = self._u
+        if u is None or u.shape != shape or u.dtype != w.dtype or u.device != w.device:
+            g = torch.Generator(device="cpu").manual_seed(0)
+            u = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype=w.dtype, device=w.device)
+        value = 0.0
+        for _ in range(n_iter):
+            u = u / u.norm()
+            v = self.adjoint(self.forward(u))
+            new = float(v.norm())
+            u = v
+            if abs(new - value) <= tol * max(new, 1e-30):
+                value = new
+                break
+            value = new
+        self._u = u / u.norm()
+        return math.sqrt(value)
+
+    def keep_output_channels(self, index: torch.Tensor) -> None:
+        """Keep only the output channels ``index`` of the last layer (pruning)."""
+        last = self.weights[-1]
+        self.weights[-1] = nn.Parameter(last.data[index].clone())
+        self.channels[-1] = int(self.weights[-1].shape[0])
+        self.clear_cache()

@@ -1,0 +1,281 @@
+r"""Ridge regularisers :math:`R(x) = \sum_i \sum_k M_{i,k}\, \psi_i((Wx)_{i,k})`: the shared base.
+
+:math:`W` is a multi-convolution (:class:`deepinv_pnn.nn.multiconv.MultiConv2d`) with
+:math:`\|W\| \le 1`, :math:`\psi_i` are learned potentials with derivatives
+:math:`\varphi_i = \psi_i'` (linear splines), and :math:`M \ge 0` is an optional spatial
+mask, given as a tensor or predicted from the observation by a small network
+(data-dependent ridge regularisation :footcite:t:`neumayer2024stability`). Then
+
+.. math::
+
+    \nabla R(x) = W^\top\big(M \odot \varphi(Wx)\big), \qquad
+    \operatorname{Lip}(\nabla R) \le \|W\|^2 \max_{i} \operatorname{Lip}(\varphi_i) \max M .
+
+The proximal operator :math:`\operatorname{prox}_{\gamma R}(x) = \operatorname{argmin}_z
+\tfrac12\|z - x\|^2 + \gamma R(z)` is computed by accelerated gradient descent with
+adaptive (gradient) restart to a relative tolerance; when :math:`\gamma\rho > 1` for a
+:math:`\rho`-weakly convex :math:`R` (the objective may be nonconvex) it falls back to
+plain gradient descent with step :math:`1/L`, which decreases the objective
+monotonically.
+
+Images with several channels are regularised channel by channel (each channel is one
+grayscale image), so a model trained on grayscale images serves colour images too.
+Subclasses define :meth:`RidgeRegularizer.activation`, :meth:`RidgeRegularizer.potential`
+and :meth:`RidgeRegularizer.activation_lipschitz`.
+"""
+
+from __future__ import annotations
+
+import torch
+from deepinv.optim import Prior
+
+from deepinv_pnn.nn.multiconv import MultiConv2d
+from deepinv_pnn.validation import check_image, check_positive, check_sigma
+
+
+def accelerated_gradient(
+    grad_fn,
+    x0: torch.Tensor,
+    lipschitz: float,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    accelerate: bool = True,
+) -> tuple[torch.Tensor, int]:
+    r"""Minimise a smooth function by FISTA-type accelerated gradient with gradient restart.
+
+    Restart (O'Donoghue & Candès): the momentum is reset whenever
+    :math:`\langle \nabla f(y_k), x_{k+1} - x_k\rangle > 0`, per batch element.
+    Stops when every batch element satisfies :math:`\|x_{k+1} - y_k\| \le \text{tol}\,\|x_{k+1}\|`.
+
+    :param grad_fn: ``x -> grad f(x)`` on ``[B, ...]`` tensors.
+    :param torch.Tensor x0: the initial point.
+    :param float lipschitz: a Lipschitz constant of the gradient.
+    :param int max_iter: maximum number of iterations.
+    :param float tol: relative tolerance.
+    :param bool accelerate: use momentum (else plain gradient descent).
+    :return: the minimiser estimate and the number of iterations done.
+    """
+    step = 1.0 / lipschitz
+    x = x0.clone()
+    y = x0.clone()
+    t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+    view = (-1,) + (1,) * (x.dim() - 1)
+    it = 0
+    for it in range(1, max_iter + 1):
+        g = grad_fn(y)
+        x_new = y - step * g
+        dims = tuple(range(1, x.dim()))
+        res = torch.linalg.vector_norm(x_new - y, dim=dims)
+        scale = torch.linalg.vector_norm(x_new, dim=dims).clamp_min(1e-12)
+        if accelerate:
+            restart = (g * (x_new - x)).sum(dims) > 0
+            t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t**2))
+            beta = torch.where(restart, torch.zeros_like(t), (t - 1) / t_new)
+            t = torch.where(restart, torch.ones_like(t), t_new)
+            y = x_new + beta.view(view) * (x_new - x)
+        else:
+            y = x_new
+        x = x_new
+        if bool((res <= tol * scale).all()):
+            break
+    return x, it
+
+
+class RidgeRegularizer(Prior):
+    r"""Base class of ridge regularisers (see the module docstring).
+
+    :param MultiConv2d conv: the multi-convolution :math:`W` (normalised, :math:`\|W\|\le1`).
+    :param torch.Tensor mask: optional nonnegative mask ``[B or 1, 1 or C_out, H, W]``.
+    :param torch.nn.Module mask_net: optional network ``y -> M`` used by :meth:`condition_on`.
+    """
+
+    #: weak-convexity modulus rho of R (R + rho/2 ||.||^2 is convex)
+    weak_convexity: float = 0.0
+
+    def __init__(self, conv: MultiConv2d, mask: torch.Tensor | None = None, mask_net=None):
+        super().__init__()
+        self.explicit_prior = True
+        self.conv = conv
+        self.mask_net = mask_net
+        self.mask = None
+        if mask is not None:
+            self.set_mask(mask)
+        self.prox_max_iter = 2000
+        self.prox_tol = 1e-6
+        self.last_prox_iterations = 0
+
+    # ---------------------------------------------------------- to override
+    def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        r""":math:`\varphi_i(z)`, channel-wise on ``[N, C_out, H, W]``."""
+        raise NotImplementedError
+
+    def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        r""":math:`\psi_i(z)`, channel-wise on ``[N, C_out, H, W]``."""
+        raise NotImplementedError
+
+    def activation_lipschitz(self, sigma: torch.Tensor | None) -> torch.Tensor:
+        r"""Per-sample bound of :math:`\max_i \operatorname{Lip}(\varphi_i)`, shape ``[N]`` or 0-d."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- mask
+    def set_mask(self, mask: torch.Tensor | None) -> None:
+        """Set (or clear with ``None``) the spatial mask :math:`M \\ge 0`."""
+        if mask is not None:
+            check_image(mask, "mask")
+            if (mask < 0).any():
+                raise ValueError("mask must be nonnegative")
+            if mask.shape[1] not in (1, self.conv.channels[-1]):
+                raise ValueError(
+                    f"mask must have 1 or {self.conv.channels[-1]} channels, got {mask.shape[1]}"
+                )
+        self.mask = mask
+
+    def condition_on(self, y: torch.Tensor) -> torch.Tensor:
+        """Predict the mask from an observation (image-domain, e.g. ``A^T y``) with ``mask_net``."""
+        if self.mask_net is None:
+            raise ValueError("condition_on needs a mask_net")
+        check_image(y, "y")
+        mask = self.mask_net(y)
+        self.mask = mask
+        return mask
+
+    def _mask_for(self, z: torch.Tensor, channels: int) -> torch.Tensor | None:
+        if self.mask is None:
+            return None
+        mask = self.mask.to(dtype=z.dtype, device=z.device)
+        if mask.shape[-2:] != z.shape[-2:]:
+            raise ValueError(f"mask has spatial size {tuple(mask.shape[-2:])}, image {tuple(z.shape[-2:])}")
+        if mask.shape[0] not in (1, z.shape[0] // channels):
+            raise ValueError(f"mask batch {mask.shape[0]} does not fit the image batch {z.shape[0] // channels}")
+        if mask.shape[0] != 1 and channels > 1:
+            mask = mask.repeat_interleave(channels, dim=0)
+        return mask
+
+    # ------------------------------------------------------------- helpers
+    def _sigma(self, args: tuple, kwargs: dict, x: torch.Tensor) -> torch.Tensor | None:
+        """The noise level passed positionally (deepinv's g_param) or as ``sigma=``, as ``[B]``."""
+        sigma = kwargs.get("sigma", args[0] if args else None)
+        if sigma is None:
+            return None
+        check_sigma(sigma, "g_param")
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        if sigma.numel() == 1:
+            sigma = sigma.expand(x.shape[0])
+        if sigma.numel() != x.shape[0]:
+            raise ValueError(f"g_param must be a scalar or have {x.shape[0]} entries, got {sigma.numel()}")
+        return sigma
+
+    def _flatten(self, x: torch.Tensor, sigma: torch.Tensor | None):
+        """``[B, C, H, W] -> [B*C, 1, H, W]`` and the matching per-image sigma."""
+        b, c = x.shape[:2]
+        if sigma is not None and c > 1:
+            sigma = sigma.repeat_interleave(c)
+        return x.reshape(b * c, 1, *x.shape[-2:]), sigma
+
+    def _check(self, x: torch.Tensor, name: str = "x") -> None:
+        check_image(x, name)
+
+    # ------------------------------------------------------ prior interface
+    def fn(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        r"""The regulariser :math:`R(x)`, shape ``[B]``.
+
+        :param torch.Tensor x: image ``[B, C, H, W]``.
+        :param args: optional noise level ``g_param`` (float or ``[B]``) selecting the
+            noise-dependent parameters.
+        :return: :math:`R(x)` per batch element.
+        """
+        self._check(x)
+        sigma = self._sigma(args, kwargs, x)
+        b, c = x.shape[:2]
+        xf, sig = self._flatten(x, sigma)
+        z = self.conv(xf)
+        values = self.potential(z, sig)
+        mask = self._mask_for(z, c)
+        if mask is not None:
+            values = values * mask
+        return values.reshape(b, -1).sum(-1)
+
+    def grad(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        r"""The gradient :math:`\nabla R(x) = W^\top(M\odot\varphi(Wx))`, shape of ``x``.
+
+        :param torch.Tensor x: image ``[B, C, H, W]``.
+        :param args: optional noise level ``g_param``.
+        """
+        self._check(x)
+        return self._grad(x, self._sigma(args, kwargs, x))
+
+    def _grad(self, x: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        c = x.shape[1]
+        xf, sig = self._flatten(x, sigma)
+        z = self.conv(xf)
+        phi = self.activation(z, sig)
+        mask = self._mask_for(z, c)
+        if mask is not None:
+            phi = phi * mask
+        return self.conv.adjoint(phi).reshape(x.shape)
+
+    def grad_lipschitz(self, *args, **kwargs) -> float:
+        r"""An upper bound of the Lipschitz constant of :math:`\nabla R` (worst case over the batch).
+
+        :param args: optional noise level ``g_param``.
+        """
+        ref = self.conv.weights[0]
+        sigma = kwargs.get("sigma", args[0] if args else None)
+        if sigma is not None:
+            check_sigma(sigma, "g_param")
+            sigma = torch.as_tensor(sigma, dtype=ref.dtype, device=ref.device).reshape(-1)
+        lip = float(torch.as_tensor(self.activation_lipschitz(sigma)).detach().max())
+        if self.mask is not None:
+            lip *= float(self.mask.max())
+        return lip
+
+    def prox(
+        self,
+        x: torch.Tensor,
+        *args,
+        gamma: float | torch.Tensor = 1.0,
+        tol: float | None = None,
+        max_iter: int | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        r"""Proximal operator :math:`\operatorname{argmin}_z \tfrac12\|z-x\|^2 + \gamma R(z)`.
+
+        :param torch.Tensor x: image ``[B, C, H, W]``.
+        :param args: optional noise level ``g_param``.
+        :param float gamma: the step :math:`\gamma \ge 0` (a float or a ``[B]`` tensor).
+        :param float tol: relative tolerance (default ``self.prox_tol``).
+        :param int max_iter: maximum number of iterations (default ``self.prox_max_iter``).
+        :return: the proximal point; ``self.last_prox_iterations`` holds the iteration count.
+        """
+        self._check(x)
+        check_sigma(gamma, "gamma")
+        sigma = self._sigma(args, kwargs, x)
+        g = torch.as_tensor(gamma, dtype=x.dtype, device=x.device).reshape(-1)
+        if float(g.max()) == 0:
+            return x.clone()
+        gview = g.view(-1, *([1] * (x.dim() - 1))) if g.numel() > 1 else g.reshape(())
+        lip = 1.0 + float(g.max()) * self.grad_lipschitz(sigma)
+        convex = float(g.max()) * self.weak_convexity <= 1.0
+
+        def grad_fn(z):
+            return z - x + gview * self._grad(z, sigma)
+
+        with torch.no_grad():
+            out, its = accelerated_gradient(
+                grad_fn,
+                x,
+                lip,
+                max_iter=max_iter or self.prox_max_iter,
+                tol=tol if tol is not None else self.prox_tol,
+                accelerate=convex,
+            )
+        self.last_prox_iterations = its
+        return out
+
+    def denoise_objective(self, z: torch.Tensor, y: torch.Tensor, gamma: float = 1.0, *args) -> torch.Tensor:
+        r""":math:`\tfrac12\|z - y\|^2 + \gamma R(z)` per batch element (for tests and solvers)."""
+        return 0.5 * (z - y).reshape(z.shape[0], -1).pow(2).sum(-1) + gamma * self.fn(z, *args)
+
+    @staticmethod
+    def _positive(value: float, name: str) -> float:
+        return check_positive(value, name)

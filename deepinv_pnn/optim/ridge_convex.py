@@ -1,0 +1,148 @@
+r"""Convex ridge regulariser (CRR-NN) :footcite:t:`goujon2023neural`.
+
+.. math::
+
+    R(x) = \frac{\lambda}{\mu} \sum_i \sum_k \psi_i\big(\mu (Wx)_{i,k}\big), \qquad
+    \nabla R(x) = \lambda\, W^\top \varphi(\mu W x),
+
+with :math:`\varphi_i = \psi_i'` nondecreasing, clipped linear splines (so each
+:math:`\psi_i` is convex and Lipschitz), :math:`W` a zero-mean multi-convolution with
+:math:`\|W\|\le 1`, and the strength :math:`\lambda` and scale :math:`\mu` learned with
+the model. :math:`R` is convex; :math:`\operatorname{Lip}(\nabla R) \le \lambda\mu
+\max_i \|\varphi_i'\|_\infty`.
+
+One model serves several noise levels: the pairs :math:`(\lambda(\sigma), \mu(\sigma))`
+tuned on validation images for the noise levels of :data:`SIGMA_GRID` are stored with
+the weights (``lmbda_table``, ``mu_table``) and interpolated in :math:`\log\sigma`; the
+noise level is deepinv's ``g_param``. Without ``g_param`` (or before tuning) the
+learned :math:`(\lambda, \mu)` are used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepinv_pnn.nn.multiconv import MultiConv2d
+from deepinv_pnn.nn.splines import LinearSpline
+from deepinv_pnn.optim.ridge import RidgeRegularizer
+from deepinv_pnn.pretrained import load_pretrained
+
+#: noise levels (/255) of the tuned (lambda, mu) table
+SIGMA_GRID = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
+CRR_WEIGHTS = "crr_bsd400.safetensors"
+
+
+def interpolate_table(sigma: torch.Tensor, grid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation of ``log(values)`` in ``log(sigma)``, constant outside."""
+    ls = torch.log(sigma.clamp_min(1e-8))
+    lg = torch.log(grid)
+    idx = torch.clamp(torch.searchsorted(lg, ls) - 1, 0, len(grid) - 2)
+    w = ((ls - lg[idx]) / (lg[idx + 1] - lg[idx])).clamp(0, 1)
+    lv = torch.log(values)
+    return torch.exp(lv[idx] * (1 - w) + lv[idx + 1] * w)
+
+
+class ConvexRidgeRegularizer(RidgeRegularizer):
+    r"""Convex ridge regulariser (CRR-NN), a :class:`deepinv.optim.Prior`.
+
+    :param tuple channels: channels of the multi-convolution (default ``(1, 8, 32)``).
+    :param int kernel_size: kernel size of each convolution (default 7).
+    :param int num_knots: knots of each spline (default 21).
+    :param float x_range: the knots cover :math:`[-r, r]` (default 0.1).
+    :param pretrained: ``True`` loads the shipped weights (BSD400), a path loads a file,
+        ``None``/``False`` keeps the initialisation.
+    :param torch.Tensor mask: optional spatial mask, see :class:`RidgeRegularizer`.
+    :param torch.nn.Module mask_net: optional mask network.
+    :param device: device of the parameters.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_pnn.optim import ConvexRidgeRegularizer
+    >>> prior = ConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=5)
+    >>> x = torch.rand(2, 1, 16, 16)
+    >>> prior(x).shape, prior.grad(x).shape, prior.prox(x, gamma=0.5).shape
+    (torch.Size([2]), torch.Size([2, 1, 16, 16]), torch.Size([2, 1, 16, 16]))
+    """
+
+    weak_convexity = 0.0
+
+    def __init__(
+        self,
+        channels: tuple = (1, 8, 32),
+        kernel_size: int = 7,
+        num_knots: int = 21,
+        x_range: float = 0.1,
+        pretrained: bool | str | os.PathLike | None = None,
+        mask: torch.Tensor | None = None,
+        mask_net: nn.Module | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(MultiConv2d(channels, kernel_size), mask=None, mask_net=mask_net)
+        self.spline = LinearSpline(
+            channels[-1], num_knots, x_range, init="soft-clip", slope_min=0.0, clip_ends=True
+        )
+        self.log_lmbda = nn.Parameter(torch.tensor(math.log(5.0)))
+        self.log_mu = nn.Parameter(torch.tensor(math.log(10.0)))
+        grid = torch.tensor(SIGMA_GRID, dtype=torch.float32) / 255
+        self.register_buffer("sigma_grid", grid)
+        self.register_buffer("lmbda_table", torch.full_like(grid, float("nan")))
+        self.register_buffer("mu_table", torch.full_like(grid, float("nan")))
+        self.register_buffer("sigma_train", torch.tensor(float("nan")))
+        load_pretrained(self, pretrained, CRR_WEIGHTS)
+        if mask is not None:
+            self.set_mask(mask)
+        self.to(device)
+
+    # -------------------------------------------------------------- params
+    @property
+    def lmbda(self) -> torch.Tensor:
+        """The learned strength :math:`\\lambda`."""
+        return self.log_lmbda.exp()
+
+    @property
+    def mu(self) -> torch.Tensor:
+        """The learned scale :math:`\\mu`."""
+        return self.log_mu.exp()
+
+    def tuned(self) -> bool:
+        """Whether the (lambda, mu) table has been tuned."""
+        return bool(torch.isfinite(self.lmbda_table).all())
+
+    def parameters_for(self, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(\lambda, \mu)` for each noise level in ``sigma`` (``[N]``), or the learned pair."""
+        if sigma is None or not self.tuned():
+            return self.lmbda, self.mu
+        grid = self.sigma_grid.to(sigma)
+        lmbda = interpolate_table(sigma, grid, self.lmbda_table.to(sigma))
+        mu = interpolate_table(sigma, grid, self.mu_table.to(sigma))
+        return lmbda.view(-1, 1, 1, 1), mu.view(-1, 1, 1, 1)
+
+    def set_table(self, sigmas, lmbdas, mus) -> None:
+        """Store tuned :math:`(\\lambda, \\mu)` for noise levels ``sigmas`` (interpolated onto the grid)."""
+        s = np.log(np.asarray(sigmas, dtype=float))
+        grid = np.log(self.sigma_grid.cpu().numpy().astype(float))
+        lm = np.interp(grid, s, np.log(np.asarray(lmbdas, dtype=float)))
+        mu = np.interp(grid, s, np.log(np.asarray(mus, dtype=float)))
+        self.lmbda_table.copy_(torch.as_tensor(np.exp(lm)))
+        self.mu_table.copy_(torch.as_tensor(np.exp(mu)))
+
+    # ---------------------------------------------------------- potentials
+    def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        lmbda, mu = self.parameters_for(sigma)
+        return lmbda.to(z.dtype) * self.spline(mu.to(z.dtype) * z)
+
+    def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        lmbda, mu = self.parameters_for(sigma)
+        lmbda, mu = lmbda.to(z.dtype), mu.to(z.dtype)
+        return lmbda / mu * self.spline.potential(mu * z)
+
+    def activation_lipschitz(self, sigma: torch.Tensor | None) -> torch.Tensor:
+        lmbda, mu = self.parameters_for(sigma)
+        slope = self.spline.slopes().max()
+        return (lmbda * mu).reshape(-1) * slope.clamp_min(0)

@@ -1,0 +1,123 @@
+r"""Weakly convex ridge regulariser (WCRR-NN) :footcite:t:`goujon2024learning`.
+
+.. math::
+
+    R_\sigma(x) = \sum_i \sum_k \frac{1}{s_i(\sigma)^2}\,
+    \psi\big(s_i(\sigma)\,(Wx)_{i,k}\big), \qquad
+    \psi = \mu\,\psi_+ - \psi_-,
+
+with :math:`\psi_\pm` convex, :math:`\psi_\pm'' = \varphi_\pm' \in [0, 1]` (linear splines
+with slopes projected onto :math:`[0,1]`, :math:`\varphi_-` clipped), so
+:math:`\psi'' \ge -1`; since :math:`\|W\| \le 1`, :math:`R_\sigma + \tfrac12\|\cdot\|^2` is
+convex (:math:`R_\sigma` is 1-weakly convex) and the denoiser
+:math:`\operatorname{argmin}_x \tfrac12\|x-y\|^2 + R_\sigma(x)` solves a convex problem.
+The noise-level conditioning is :math:`s_i(\sigma) = e^{\theta_i(\sigma)}/(\sigma+\epsilon)`
+with :math:`\theta_i` a learned linear spline of :math:`\sigma` per channel. The
+noise level is deepinv's ``g_param`` (default: ``sigma_default``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import nn
+
+from deepinv_pnn.nn.multiconv import MultiConv2d
+from deepinv_pnn.nn.splines import LinearSpline
+from deepinv_pnn.optim.ridge import RidgeRegularizer
+from deepinv_pnn.pretrained import load_pretrained
+
+WCRR_WEIGHTS = "wcrr_bsd400.safetensors"
+_EPS = 1e-5
+
+
+class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
+    r"""Weakly convex ridge regulariser (WCRR-NN), a :class:`deepinv.optim.Prior`.
+
+    :param tuple channels: channels of the multi-convolution (default ``(1, 4, 8, 60)``).
+    :param int kernel_size: kernel size of each convolution (default 5).
+    :param int num_knots: knots of :math:`\varphi_\pm` (default 101).
+    :param float x_range: the knots of :math:`\varphi_\pm` cover :math:`[-r, r]` (default 2).
+    :param float sigma_default: noise level used when no ``g_param`` is given (default 25/255).
+    :param pretrained: ``True`` loads the shipped weights, a path loads a file.
+    :param torch.Tensor mask: optional spatial mask, see :class:`RidgeRegularizer`.
+    :param torch.nn.Module mask_net: optional mask network.
+    :param device: device of the parameters.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_pnn.optim import WeaklyConvexRidgeRegularizer
+    >>> prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    >>> x = torch.rand(1, 1, 16, 16)
+    >>> prior(x, 0.1).shape, prior.prox(x, 0.1, gamma=1.0).shape
+    (torch.Size([1]), torch.Size([1, 1, 16, 16]))
+    """
+
+    weak_convexity = 1.0
+
+    def __init__(
+        self,
+        channels: tuple = (1, 4, 8, 60),
+        kernel_size: int = 5,
+        num_knots: int = 101,
+        x_range: float = 2.0,
+        sigma_default: float = 25 / 255,
+        pretrained: bool | str | os.PathLike | None = None,
+        mask: torch.Tensor | None = None,
+        mask_net: nn.Module | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(MultiConv2d(channels, kernel_size), mask=None, mask_net=mask_net)
+        self.phi_plus = LinearSpline(1, num_knots, x_range, init="soft-clip", slope_min=0.0, slope_max=1.0)
+        self.phi_minus = LinearSpline(
+            1, num_knots, x_range, init="zero", slope_min=0.0, slope_max=1.0, clip_ends=True
+        )
+        self.log_mu = nn.Parameter(torch.tensor(math.log(1.0)))
+        # theta_i(sigma): log of the channel scaling times sigma, a spline of sigma on [-0.25, 0.25]
+        self.scaling = LinearSpline(channels[-1], 21, 0.25, init="zero")
+        with torch.no_grad():
+            self.scaling.coefficients.fill_(math.log(2.0))
+        self.sigma_default = float(sigma_default)
+        load_pretrained(self, pretrained, WCRR_WEIGHTS)
+        if mask is not None:
+            self.set_mask(mask)
+        self.to(device)
+
+    @property
+    def mu(self) -> torch.Tensor:
+        r"""The weight :math:`\mu` of the convex part."""
+        return self.log_mu.exp()
+
+    def channel_scaling(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        r""":math:`s_i(\sigma)`, shape ``[N or 1, C_out, 1, 1]``."""
+        if sigma is None:
+            sigma = torch.full((1,), self.sigma_default, dtype=like.dtype, device=like.device)
+        sigma = sigma.to(like.dtype).view(-1, 1)
+        theta = self.scaling(sigma.expand(-1, self.scaling.num_activations).contiguous())
+        return (theta.exp() / (sigma + _EPS)).view(sigma.shape[0], -1, 1, 1)
+
+    def _profile(self, u: torch.Tensor, potential: bool) -> torch.Tensor:
+        shape = u.shape
+        flat = u.reshape(shape[0], 1, -1)
+        if potential:
+            out = self.mu.to(u.dtype) * self.phi_plus.potential(flat) - self.phi_minus.potential(flat)
+        else:
+            out = self.mu.to(u.dtype) * self.phi_plus(flat) - self.phi_minus(flat)
+        return out.reshape(shape)
+
+    def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        s = self.channel_scaling(sigma, z)
+        return self._profile(s * z, potential=False) / s
+
+    def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        s = self.channel_scaling(sigma, z)
+        return self._profile(s * z, potential=True) / s**2
+
+    def activation_lipschitz(self, sigma: torch.Tensor | None) -> torch.Tensor:
+        # psi'' = mu phi_+' - phi_-' lies in [-max phi_-', mu max phi_+']
+        upper = self.mu * self.phi_plus.slopes().max().clamp_min(0)
+        lower = self.phi_minus.slopes().max().clamp_min(0)
+        return torch.maximum(upper, lower).reshape(-1)

@@ -1,0 +1,329 @@
+r"""Training recipe of the convex ridge regulariser (CRR-NN) on a folder of images.
+
+The regulariser is trained as a *t-step denoiser* :footcite:t:`goujon2023neural`:
+:math:`t` steps of gradient descent on :math:`\tfrac12\|x - y\|^2 + R(x)` from
+:math:`x_0 = y`, with the step :math:`2/(2 + \operatorname{Lip}(\nabla R))`, applied to
+noisy crops :math:`y = x + \sigma_0 n` of the training images, loss
+:math:`\|x_t - x\|^2` (mean) plus a small :math:`\mathrm{TV}^{(2)}` penalty on the splines.
+The paper's setting: :math:`\sigma_0 = 25/255`, :math:`t = 10`, 40x40 crops, channels
+``(1, 8, 32)``, 7x7 kernels, 21 knots. After training, the pairs
+:math:`(\lambda(\sigma), \mu(\sigma))` of the noise-level table are tuned coarse-to-fine on
+held-out crops (:func:`deepinv_pnn.optim.ridge_solver.tune_coarse_to_fine`), and the
+held-out images (the last ``--val-count`` of the sorted folder, 68 for BSD400) are
+denoised with the exact prox at 15/255 and 25/255 (mean PSNR written to ``PATH.json``).
+
+Data parallel and reproducible: the global batch of step :math:`k` depends only on
+``(seed, k)``; under ``torchrun`` each rank takes a slice and gradients are averaged
+with ``all_reduce``. ``--checkpoint`` is written atomically every ``--ckpt-every`` steps
+and resumed with ``--resume``.
+
+Command line::
+
+    python -m deepinv_pnn.training.train_crr --data-dir ../shared/data/bsd400 \
+        --out crr.safetensors --device cpu --minutes 5 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from deepinv_pnn.data import list_images, load_image
+from deepinv_pnn.optim.ridge import RidgeRegularizer
+from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, ConvexRidgeRegularizer
+from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
+from deepinv_pnn.pretrained import save_weights
+
+
+# ----------------------------------------------------------------- shared helpers
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) without torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> None:
+    """Initialise torch.distributed when launched by torchrun (gloo on CPU, NCCL on CUDA)."""
+    if "RANK" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+
+def split_files(data_dir, val_count: int) -> tuple[list[Path], list[Path]]:
+    """Sorted images: all but the last ``val_count`` for training, the rest held out."""
+    files = list_images(data_dir)
+    if not 0 < val_count < len(files):
+        raise ValueError(f"val_count must lie in (0, {len(files)}), got {val_count}")
+    return files[:-val_count], files[-val_count:]
+
+
+def load_stack(files, device) -> list[torch.Tensor]:
+    return [load_image(f, grayscale=True)[0].to(device) for f in files]
+
+
+def batch_of_step(images, step: int, seed: int, batch: int, patch: int):
+    """Clean crops of the global batch of ``step`` and the generator that made them."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    idx = torch.randint(0, len(images), (batch,), generator=g).tolist()
+    crops = []
+    for i in idx:
+        im = images[i]
+        h, w = im.shape[-2:]
+        top = int(torch.randint(0, h - patch + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - patch + 1, (1,), generator=g))
+        c = im[:, top : top + patch, left : left + patch]
+        if torch.rand(1, generator=g) < 0.5:
+            c = c.flip(-1)
+        crops.append(torch.rot90(c, int(torch.randint(0, 4, (1,), generator=g)), dims=(-2, -1)))
+    return torch.stack(crops), g
+
+
+def rank_slice(x: torch.Tensor) -> torch.Tensor:
+    rank, size = world()
+    return x.chunk(size)[rank] if size > 1 else x
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    rank, size = world()
+    if size == 1:
+        return
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= size
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB, peak 1) per batch element."""
+    mse = (x - ref).reshape(x.shape[0], -1).pow(2).mean(-1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-20))
+
+
+def noisy(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return x + sigma * torch.randn(x.shape, generator=g).to(x.device, x.dtype)
+
+
+@torch.no_grad()
+def denoise_psnr(
+    prior: RidgeRegularizer, images, sigma: float, seed: int, tol: float = 1e-5, chunk: int = 34
+) -> float:
+    """Mean PSNR of the exact prox denoiser at noise level ``sigma`` over ``images``
+    (images of equal size are denoised in batches of ``chunk``)."""
+    values = []
+    k = 0
+    while k < len(images):
+        group = [images[k]]
+        while k + len(group) < len(images) and len(group) < chunk and images[k + len(group)].shape == images[k].shape:
+            group.append(images[k + len(group)])
+        x = torch.stack(group)
+        y = torch.cat([noisy(im[None], sigma, seed + k + j) for j, im in enumerate(group)])
+        out = prior.prox(y, sigma, gamma=1.0, tol=tol, max_iter=3000)
+        values.extend(psnr(out, x).tolist())
+        k += len(group)
+    return sum(values) / len(values)
+
+
+def save_checkpoint(path, model, optimizer, step: int, extra: dict) -> None:
+    tmp = Path(str(path) + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def make_optimizer(model: torch.nn.Module, lr_conv: float, lr_spline: float, lr_scalar: float):
+    groups = {"conv": [], "spline": [], "scalar": []}
+    for name, p in model.named_parameters():
+        if name.startswith("conv.") or name.startswith("mask_net."):
+            groups["conv"].append(p)
+        elif p.dim() == 0:
+            groups["scalar"].append(p)
+        else:
+            groups["spline"].append(p)
+    lrs = {"conv": lr_conv, "spline": lr_spline, "scalar": lr_scalar}
+    return torch.optim.Adam(
+        [{"params": v, "lr": lrs[k], "base_lr": lrs[k]} for k, v in groups.items() if v]
+    )
+
+
+def set_lr(optimizer, fraction: float) -> None:
+    """Cosine decay to 10% over the run (``fraction`` of the budget used)."""
+    factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+# --------------------------------------------------------------- CRR specifics
+def t_step_denoiser(prior: ConvexRidgeRegularizer, y: torch.Tensor, t: int) -> torch.Tensor:
+    r""":math:`t` gradient steps on :math:`\tfrac12\|x-y\|^2 + R(x)` from ``y`` (differentiable)."""
+    lip = prior.activation_lipschitz(None).reshape(()).detach()
+    step = 2.0 / (2.0 + lip)
+    x = y
+    for _ in range(t):
+        x = x - step * (x - y + prior._grad(x, None))
+    return x
+
+
+def tune_table(prior: ConvexRidgeRegularizer, images, sigmas, seed: int, max_evals: int = 40, log=print) -> dict:
+    """Tune (lambda, mu) per noise level on ``images`` (coarse-to-fine), store the table."""
+    lm0, mu0 = float(prior.lmbda.detach()), float(prior.mu.detach())
+    s_train = float(prior.sigma_train) if torch.isfinite(prior.sigma_train) else 25 / 255
+    results = {}
+    saved = (prior.log_lmbda.data.clone(), prior.log_mu.data.clone())
+    for s in sigmas:
+        ratio = s / s_train
+
+        def score(lm, mu):
+            prior.log_lmbda.data.fill_(math.log(lm))
+            prior.log_mu.data.fill_(math.log(mu))
+            return denoise_psnr(prior, images, s, seed, tol=1e-4)
+
+        best, value = tune_coarse_to_fine(score, (lm0 * ratio, mu0 / ratio), step=2.0, min_step=1.15, max_evals=max_evals)
+        results[s] = (best[0], best[1], value)
+        log(f"sigma {s * 255:.1f}: lambda {best[0]:.4g} mu {best[1]:.4g} psnr {value:.2f}")
+    prior.log_lmbda.data.copy_(saved[0])
+    prior.log_mu.data.copy_(saved[1])
+    ss = sorted(results)
+    prior.set_table(ss, [results[s][0] for s in ss], [results[s][1] for s in ss])
+    return results
+
+
+def parse_args(argv=None, description=__doc__):
+    p = argparse.ArgumentParser(description=description.split("\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sigma", type=float, default=25.0, help="training noise level (/255)")
+    p.add_argument("--t-steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--patch", type=int, default=40)
+    p.add_argument("--val-count", type=int, default=68)
+    p.add_argument("--val-images", type=int, default=68, help="held-out images used for the final PSNR")
+    p.add_argument("--tune-images", type=int, default=4, help="held-out crops used to tune (lambda, mu)")
+    p.add_argument("--tune-size", type=int, default=96)
+    p.add_argument("--tune-sigmas", type=float, nargs="+", default=list(SIGMA_GRID),
+                   help="noise levels (/255) at which (lambda, mu) are tuned")
+    p.add_argument("--tune-evals", type=int, default=40, help="evaluations per noise level")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate of the convolutions")
+    p.add_argument("--lr-spline", type=float, default=None, help="learning rate of the splines")
+    p.add_argument("--tv2", type=float, default=1e-6)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--train-fraction", type=float, default=0.7, help="share of --minutes spent training")
+    p.add_argument("--init", default=None, help="weights file to start from (warm start)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
+    """Generic loop shared by the CRR and WCRR recipes."""
+    start = time.time()
+    device = args.device
+    init_distributed(device)
+    rank, size = world()
+    torch.manual_seed(args.seed)
+    train_files, val_files = split_files(args.data_dir, args.val_count)
+    images = load_stack(train_files, "cpu")
+    if args.init:
+        from deepinv_pnn.pretrained import load_state_dict
+
+        prior.load_state_dict(load_state_dict(args.init))
+    prior = prior.to(device).train()
+    opt = make_optimizer(prior, args.lr, args.lr_spline or args.lr / 20, 0.02)
+    step = 0
+    if args.resume and args.checkpoint and Path(args.checkpoint).is_file():
+        state = torch.load(args.checkpoint, map_location=device, weights_only=True)
+        prior.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    budget = args.minutes * 60 * args.train_fraction
+    losses = []
+    bar = tqdm(total=args.max_steps, disable=rank != 0, desc=f"train {kind}")
+    while True:
+        elapsed = time.time() - start
+        if args.max_steps is not None and step >= args.max_steps:
+            break
+        if args.max_steps is None and elapsed >= budget:
+            break
+        frac = step / args.max_steps if args.max_steps else elapsed / max(budget, 1e-9)
+        set_lr(opt, frac)
+        x, g = batch_of_step(images, step, args.seed, args.batch, args.patch)
+        x = rank_slice(x).to(device)
+        with prior.conv.shared_scale():
+            loss = loss_fn(prior, x, g, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(prior)
+        opt.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.3e}")
+        if args.checkpoint and rank == 0 and step % args.ckpt_every == 0:
+            save_checkpoint(args.checkpoint, prior, opt, step, {"losses": losses[-1000:]})
+    bar.close()
+    prior.eval()
+    metrics = {"steps": step, "train_seconds": round(time.time() - start, 1),
+               "final_loss": sum(losses[-50:]) / max(len(losses[-50:]), 1), "world_size": size}
+    if rank == 0 and extra_metrics is not None:
+        val_images = load_stack(val_files, device)
+        metrics.update(extra_metrics(prior, val_images, start))
+    metrics["total_seconds"] = round(time.time() - start, 1)
+    return metrics
+
+
+def finish(args, prior, metrics: dict, command: str) -> None:
+    rank, _ = world()
+    if rank == 0:
+        prior = prior.cpu()
+        save_weights(prior, args.out, metadata={"command": command, "seed": args.seed})
+        Path(str(args.out).removesuffix(".safetensors") + ".json").write_text(json.dumps(metrics, indent=2))
+        print(json.dumps(metrics, indent=2))
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prior = ConvexRidgeRegularizer()
+    sigma = args.sigma / 255
+    prior.sigma_train.fill_(sigma)
+
+    def loss_fn(prior, x, g, step):
+        y = x + sigma * torch.randn(x.shape, generator=g).to(x.device)
+        out = t_step_denoiser(prior, y, args.t_steps)
+        return (out - x).pow(2).mean() + args.tv2 * prior.spline.tv2()
+
+    def validate(prior, val_images, start):
+        out = {}
+        crops = [im[:, : args.tune_size, : args.tune_size] for im in val_images[: args.tune_images]]
+        table = tune_table(prior, crops, [s / 255 for s in args.tune_sigmas], args.seed + 7, max_evals=args.tune_evals)
+        out["tuned"] = {f"{s * 255:.0f}": [round(v, 5) for v in table[s]] for s in table}
+        for s in (15, 25):
+            out[f"val_psnr_sigma{s}"] = round(denoise_psnr(prior, val_images[: args.val_images], s / 255, 1000 + s), 3)
+        out["val_images"] = min(args.val_images, len(val_images))
+        out["lmbda"], out["mu"] = float(prior.lmbda.detach()), float(prior.mu.detach())
+        return out
+
+    metrics = train(args, prior, loss_fn, "crr", validate)
+    metrics.update({"sigma_train": args.sigma, "t_steps": args.t_steps})
+    finish(args, prior, metrics, "python -m deepinv_pnn.training.train_crr " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)))
+
+
+if __name__ == "__main__":
+    main()

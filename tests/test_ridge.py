@@ -1,0 +1,169 @@
+"""Specification of the ridge regularisers CRR-NN and WCRR-NN, their prox and their denoiser."""
+
+import pytest
+import torch
+
+from deepinv_pnn.data import load_image
+from deepinv_pnn.models import RidgeDenoiser
+from deepinv_pnn.optim import ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer
+from deepinv_pnn.pretrained import WEIGHTS_DIR
+
+SHIPPED = {
+    ConvexRidgeRegularizer: (WEIGHTS_DIR / "crr_bsd400.safetensors").is_file(),
+    WeaklyConvexRidgeRegularizer: (WEIGHTS_DIR / "wcrr_bsd400.safetensors").is_file(),
+}
+
+
+def _randomised(cls, seed=0):
+    """A small model with random, strongly nonlinear splines (a harder case than the init)."""
+    torch.manual_seed(seed)
+    if cls is ConvexRidgeRegularizer:
+        prior = cls(channels=(1, 4, 8), kernel_size=5)
+        splines = [prior.spline]
+    else:
+        prior = cls(channels=(1, 4, 8), kernel_size=3)
+        splines = [prior.phi_plus, prior.phi_minus, prior.scaling]
+    with torch.no_grad():
+        for s in splines:  # slopes change by O(1)
+            s.coefficients.add_(3 * s.h * torch.randn_like(s.coefficients))
+        if cls is ConvexRidgeRegularizer:
+            prior.log_lmbda.fill_(0.0)
+            prior.log_mu.fill_(0.0)
+    return prior.double().eval()
+
+
+def _models(cls):
+    models = [_randomised(cls)]
+    if SHIPPED[cls]:
+        models.append(cls(pretrained=True).double().eval())
+    return models
+
+
+def _natural_images(size=24, count=4):
+    names = ("camera", "coins", "moon", "text")[:count]
+    return torch.cat([load_image(n, size=size) for n in names]).double()
+
+
+@pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
+def test_ridge_grad_matches_autograd_in_float64(cls):
+    for prior in _models(cls):
+        x = _natural_images() + 0.05 * torch.randn(4, 1, 24, 24, dtype=torch.float64)
+        sigma = torch.tensor([0.02, 0.05, 0.1, 0.2], dtype=torch.float64)
+        xr = x.clone().requires_grad_()
+        (auto,) = torch.autograd.grad(prior.fn(xr, sigma).sum(), xr)
+        grad = prior.grad(x, sigma)
+        assert float((grad - auto).norm() / auto.norm()) < 1e-10
+
+
+@pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
+def test_ridge_prox_satisfies_optimality(cls):
+    for prior in _models(cls):
+        y = _natural_images(count=2) + 0.1 * torch.randn(2, 1, 24, 24, dtype=torch.float64)
+        for gamma in (0.3, 1.0):
+            p = prior.prox(y, 0.1, gamma=gamma, tol=1e-9, max_iter=20000)
+            residual = p - y + gamma * prior.grad(p, 0.1)
+            assert float(residual.norm() / (y - p).norm()) < 1e-6
+            # a minimiser: no random perturbation lowers the objective
+            h = prior.denoise_objective(p, y, gamma, 0.1)
+            for t in (1e-2, 1e-3):
+                d = torch.randn_like(p)
+                d = t * d / d.norm() * (y - p).norm()
+                assert (h <= prior.denoise_objective(p + d, y, gamma, 0.1) + 1e-12).all()
+
+
+def _second_differences(prior, quad: float, lines: int = 100, size: int = 12, seed: int = 0):
+    """Min over lines of the relative second differences of t -> R(x + t d) + quad/2 t^2 |d|^2."""
+    g = torch.Generator().manual_seed(seed)
+    images = _natural_images(size=size)
+    t = torch.linspace(-1, 1, 11, dtype=torch.float64)
+    x = images[torch.arange(lines) % len(images)]  # [L, 1, s, s]
+    d = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    d = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * x.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * 0.5
+    z = (x[:, None] + t.view(1, -1, 1, 1, 1) * d[:, None]).reshape(-1, 1, size, size)
+    f = prior.fn(z, 0.1).view(lines, -1) + 0.5 * quad * t**2 * d.flatten(1).pow(2).sum(1, keepdim=True)
+    second = f[:, 2:] - 2 * f[:, 1:-1] + f[:, :-2]
+    return float((second.min(1).values / f.abs().max(1).values.clamp_min(1e-12)).min())
+
+
+@pytest.mark.parametrize("cls,quad", [(ConvexRidgeRegularizer, 0.0), (WeaklyConvexRidgeRegularizer, 1.0)])
+def test_ridge_convexity_along_100_lines_through_natural_images(cls, quad):
+    for prior in _models(cls):
+        assert _second_differences(prior, quad) >= -1e-6
+
+
+def test_wcrr_is_genuinely_nonconvex_without_the_quadratic():
+    prior = _randomised(WeaklyConvexRidgeRegularizer)
+    with torch.no_grad():
+        prior.log_mu.fill_(-3.0)  # small convex part: the concave part dominates
+    assert _second_differences(prior, 0.0, lines=20) < 0
+
+
+def test_crr_lipschitz_bound_holds():
+    prior = _randomised(ConvexRidgeRegularizer)
+    lip = prior.grad_lipschitz()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 1, 20, 20, generator=g, dtype=torch.float64)
+    for _ in range(10):
+        v = 0.01 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+        ratio = (prior.grad(x + v) - prior.grad(x)).norm() / v.norm()
+        assert float(ratio) <= lip * (1 + 1e-9)
+
+
+def test_crr_table_selects_noise_dependent_parameters():
+    prior = ConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    assert not prior.tuned()
+    prior.set_table([5 / 255, 50 / 255], [1.0, 100.0], [10.0, 1.0])
+    lm, mu = prior.parameters_for(torch.tensor([5 / 255, 50 / 255, (5 * 50) ** 0.5 / 255]))
+    assert torch.allclose(lm.flatten(), torch.tensor([1.0, 100.0, 10.0]), rtol=1e-4)
+    assert torch.allclose(mu.flatten(), torch.tensor([10.0, 1.0, 10**0.5]), rtol=1e-4)
+
+
+def test_mask_weights_the_regulariser():
+    prior = _randomised(ConvexRidgeRegularizer)
+    x = _natural_images(size=16, count=2)
+    full, full_grad = prior.fn(x), prior.grad(x)
+    prior.set_mask(torch.full((1, 1, 16, 16), 2.0, dtype=torch.float64))
+    assert torch.allclose(prior.fn(x), 2 * full)
+    assert torch.allclose(prior.grad(x), 2 * full_grad)
+    assert prior.grad_lipschitz() == pytest.approx(2 * _randomised(ConvexRidgeRegularizer).grad_lipschitz())
+    prior.set_mask(None)
+    with pytest.raises(ValueError, match="mask"):
+        prior.set_mask(-torch.ones(1, 1, 16, 16))
+
+
+def test_colour_images_are_regularised_channel_by_channel():
+    prior = _randomised(WeaklyConvexRidgeRegularizer)
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
+    per_channel = sum(prior.fn(x[:, c : c + 1], 0.1) for c in range(3))
+    assert torch.allclose(prior.fn(x, 0.1), per_channel)
+
+
+def test_ridge_denoiser_is_nonexpansive_for_crr():
+    denoiser = RidgeDenoiser(_randomised(ConvexRidgeRegularizer), tol=1e-9, max_iter=20000)
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 1, 16, 16, generator=g, dtype=torch.float64)
+    v = 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    a, b = denoiser(x, 0.1), denoiser(x + v, 0.1)
+    ratio = (a - b).reshape(3, -1).norm(dim=1) / v.reshape(3, -1).norm(dim=1)
+    assert (ratio <= 1 + 1e-6).all()
+
+
+@pytest.mark.skipif(not SHIPPED[ConvexRidgeRegularizer], reason="no shipped CRR weights")
+def test_shipped_crr_denoises_camera():
+    x = load_image("camera", size=64).double()
+    y = x + 25 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = RidgeDenoiser(ConvexRidgeRegularizer(pretrained=True).double())(y, 25 / 255)
+    gain = 10 * torch.log10((y - x).pow(2).mean() / (out - x).pow(2).mean())
+    assert float(gain) > 5.0
+
+
+def test_bad_inputs_name_the_argument():
+    prior = ConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    with pytest.raises(ValueError, match="x"):
+        prior.fn(torch.zeros(1, 8, 8))
+    with pytest.raises(ValueError, match="gamma"):
+        prior.prox(torch.zeros(1, 1, 8, 8), gamma=-1.0)
+    with pytest.raises(ValueError, match="g_param"):
+        prior.fn(torch.zeros(1, 1, 8, 8), -0.1)
+    with pytest.raises(TypeError, match="prior"):
+        RidgeDenoiser(torch.nn.Identity())
