@@ -9,9 +9,10 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    :func:`deepinv_pnn.sampling.mmd_riesz`), and geomloss's tensorized ``energy``
    ``SamplesLoss`` with autograd when geomloss is installed (geomloss's loss is half of
    MMD^2; KeOps is not used). Every time is the best of ``repeats`` runs in the same process.
-2. The headline case N = M = 10^6 (10^5 with ``--quick``), run in a fresh subprocess so
-   that its peak resident memory (``ru_maxrss``, including the 0.5 GB of input points) is
-   its own.
+2. The headline case N = M = 10^6 (3 10^4 with ``--quick``), run in a fresh subprocess so
+   that its peak resident memory (``VmHWM``, including the 0.5 GB of input points and
+   about 0.7 GB of imported libraries) is its own; wall and CPU seconds (user + system,
+   which a loaded shared machine does not inflate).
 3. Relative error of the sliced value and gradient vs the exact ones for growing P, with
    the fitted log-log slope (theory: -1/2).
 """
@@ -32,18 +33,19 @@ import torch
 from deepinv_pnn.sampling import mmd_riesz, sliced_mmd_riesz
 
 
-def timed(fn, device, repeats=1):
-    best = math.inf
+def timed(fn, device, repeats=1, cpu=False):
+    """Best wall time of ``repeats`` runs (and best process CPU time if ``cpu``)."""
+    best, best_cpu = math.inf, math.inf
     out = None
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
+    return ((best, best_cpu), out) if cpu else (best, out)
 
 
 def data(n, d, device, seed=0):
@@ -62,15 +64,31 @@ def geomloss_energy(x, y):
     return 2 * loss.detach(), 2 * grad
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process: ``VmHWM`` (fresh after ``exec``; ``ru_maxrss``
+    can carry the parent's peak over a fork), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def headline(n, d, p, device):
     """Value + gradient at N = M = n in a fresh process; prints JSON."""
     sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
     x, y = data(n, d, device)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t, _ = timed(lambda: sliced_mmd_riesz(x, y, n_projections=p, return_grad=True,
                                           generator=torch.Generator(device=device).manual_seed(0)), device)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    peak_gb = peak_rss_gb()
     gpu_gb = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    print(json.dumps({"n": n, "seconds": t, "peak_rss_gb": peak_gb, "gpu_peak_gb": gpu_gb,
+    print(json.dumps({"n": n, "seconds": t, "cpu_seconds": cpu_s, "peak_rss_gb": peak_gb, "gpu_peak_gb": gpu_gb,
                       "inputs_gb": 2 * n * d * 4 / 2**30}))
 
 
@@ -97,21 +115,29 @@ def main():
     sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
     print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}")
 
-    print("\n## 1. value + gradient time (s) vs N; ratio = exact / sliced")
-    print(f"{'N':>8} {'sliced':>9} {'exact cdist':>12} {'ratio':>8} {'geomloss':>9} {'ratio':>8}")
+    print("\n## 1. value + gradient time (s) vs N; ratio = exact / sliced (wall | process CPU seconds)")
+    print(f"{'N':>8} {'sliced':>15} {'exact cdist':>15} {'ratio':>11} {'geomloss':>15} {'ratio':>11}")
     sizes = [1000, 3000] if args.quick else [1000, 3000, 10000, 30000, 100000]
     exact_max = args.exact_max or (3000 if args.quick else 10000)
     for n in sizes:
         x, y = data(n, d, device)
         gen = torch.Generator(device=device).manual_seed(0)
         reps = 3 if n <= 10000 else 1
-        ts, _ = timed(lambda x=x, y=y, g=gen: sliced_mmd_riesz(x, y, p, generator=g, return_grad=True), device, reps)
-        te = tg = math.nan
+        ts, _ = timed(lambda x=x, y=y, g=gen: sliced_mmd_riesz(x, y, p, generator=g, return_grad=True), device,
+                      reps, cpu=True)
+        te = tg = (math.nan, math.nan)
         if n <= exact_max:
-            te, _ = timed(lambda x=x, y=y: mmd_riesz(x, y, return_grad=True), device, 1)
+            te, _ = timed(lambda x=x, y=y: mmd_riesz(x, y, return_grad=True), device, 1, cpu=True)
             if have_geomloss and n <= 10000:
-                tg, _ = timed(lambda x=x, y=y: geomloss_energy(x, y), device, 1)
-        print(f"{n:>8} {ts:>9.3f} {te:>12.3f} {te / ts:>8.1f} {tg:>9.3f} {tg / ts:>8.1f}", flush=True)
+                tg, _ = timed(lambda x=x, y=y: geomloss_energy(x, y), device, 1, cpu=True)
+
+        def cell(t):
+            return f"{t[0]:7.3f}|{t[1]:7.3f}"
+
+        def ratio(t, ts=ts):
+            return f"{t[0] / ts[0]:5.1f}|{t[1] / ts[1]:5.1f}"
+
+        print(f"{n:>8} {cell(ts):>15} {cell(te):>15} {ratio(te):>11} {cell(tg):>15} {ratio(tg):>11}", flush=True)
         del x, y
 
     n_head = 30000 if args.quick else 1000000
