@@ -29,7 +29,7 @@ import deepinv as dinv
 import torch
 import torch.nn as nn
 
-from deepinv_pnn.models.wppnet import backprojection
+from deepinv_pnn.models.wppnet import backprojection, check_physics
 from deepinv_pnn.nn.flows import ActNorm, AffineCoupling, InvertibleMixing, SequentialFlow, conv_net, squeeze, unsqueeze
 from deepinv_pnn.pretrained import load_pretrained
 from deepinv_pnn.validation import check_image
@@ -99,6 +99,7 @@ class WPPFlow(dinv.models.Reconstructor):
     def generate(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
         r""":math:`(T_\theta(z; y), \log|\det\nabla_z T_\theta|)` for latent ``z`` of the high-resolution shape."""
         check_image(y, "y", channels=self.channels)
+        check_physics(physics)
         x0 = backprojection(y, physics)
         if z.shape != x0.shape:
             raise ValueError(f"z must have the high-resolution shape {tuple(x0.shape)}, got {tuple(z.shape)}")
@@ -111,6 +112,8 @@ class WPPFlow(dinv.models.Reconstructor):
     def sample(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, n: int = 1,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples per observation: ``[n, B, C, H, W]``."""
+        check_image(y, "y", channels=self.channels)
+        check_physics(physics)
         x0 = backprojection(y, physics)
         samples = []
         for _ in range(n):

@@ -29,6 +29,12 @@ from deepinv_pnn.pretrained import load_pretrained
 from deepinv_pnn.validation import check_image
 
 
+def check_physics(physics: object) -> None:
+    """Refuse anything but a :class:`deepinv.physics.LinearPhysics` (the adjoint is needed)."""
+    if not isinstance(physics, dinv.physics.LinearPhysics):
+        raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
+
+
 def backprojection(y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> torch.Tensor:
     r"""Normalised back-projection :math:`A^\top y / A^\top \mathbf 1` (a local average of ``y``
     at the high-resolution positions the operator sees)."""
@@ -93,4 +99,5 @@ class WPPNet(dinv.models.Reconstructor):
         :param deepinv.physics.LinearPhysics physics: the forward operator.
         """
         check_image(y, "y", channels=self.channels)
+        check_physics(physics)
         return self.net(backprojection(y, physics))

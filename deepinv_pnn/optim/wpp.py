@@ -56,10 +56,13 @@ class WassersteinPatchPrior(dinv.optim.Prior):
     :param float memory_budget_mb: MiB of patch-cost matrix allowed at once.
     :param bool | str use_keops: ``"auto"`` uses KeOps when installed.
     :param int seed: seed of the reference-patch and patch-subset draws.
+    :param float dual_tol: the potentials are refreshed (``psi_iters`` ascent steps) when the
+        input differs from the one of the last refresh by more than ``dual_tol`` in relative
+        norm; closer inputs reuse them.
 
-    Dual variables :math:`\psi` are updated once per new input (an input equal to the
-    previous one reuses them), so ``fn(x)`` and ``grad(x)`` are consistent and repeated
-    calls are deterministic; :meth:`frozen` disables updates (used inside :meth:`prox`).
+    So ``fn`` is a fixed function near each refresh point (``fn(x)``, ``grad(x)`` and
+    ``prox(x)`` agree, repeated calls are deterministic) and follows the iterates of a
+    solver, warm-started, as they move; :meth:`frozen` disables refreshes altogether.
 
     :Examples:
 
@@ -87,6 +90,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         memory_budget_mb: float = 64.0,
         use_keops: bool | str = "auto",
         seed: int = 0,
+        dual_tol: float = 1e-3,
     ):
         super().__init__()
         if isinstance(reference_images, (list, tuple)):
@@ -105,6 +109,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         self.memory_budget = int(check_positive(memory_budget_mb, "memory_budget_mb") * 2**20)
         self.use_keops = semidual.HAS_KEOPS if use_keops == "auto" else bool(use_keops)
         self.seed = int(seed)
+        self.dual_tol = check_positive(dual_tol, "dual_tol", allow_zero=True)
         self.channels = reference_images.shape[1]
         weights = [1.0 / n_scales] * n_scales if scale_weights is None else list(scale_weights)
         if len(weights) != n_scales:
@@ -174,7 +179,10 @@ class WassersteinPatchPrior(dinv.optim.Prior):
 
     def _is_new(self, x: torch.Tensor) -> bool:
         last = self._last_input
-        return last is None or last.shape != x.shape or last.device != x.device or not torch.equal(last, x.detach())
+        if last is None or last.shape != x.shape or last.device != x.device:
+            return True
+        x = x.detach().to(last.dtype)
+        return float((x - last).norm()) > self.dual_tol * float(last.norm())
 
     def update_dual(self, x: torch.Tensor, iters: int | None = None) -> None:
         r"""Run ``iters`` (default ``psi_iters``) averaged ascent steps on each :math:`\psi_s` at ``x``."""
