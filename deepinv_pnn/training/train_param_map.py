@@ -8,6 +8,11 @@ unrolled PDHG with :class:`deepinv.Trainer`, within a wall-clock budget, for
 - ``deblur``: Gaussian blur of std 1.6 (circular, :class:`deepinv.physics.BlurFFT`),
   noise 0.01.
 
+With ``--n-iter-max`` the number of unrolled iterations is drawn at random per batch:
+with a fixed small :math:`T` the network learns to regularise by early stopping (for
+deblurring the map collapses to 0 and more iterations amplify the noise); a random
+:math:`T` keeps the map a regularisation map of the variational problem.
+
 The last ``--val-count`` images of the (sorted) folder are held out; the weights are
 validated on them (whole images, :math:`\sigma = 0.1` for denoising) and the metrics go
 to ``OUT.json``. Runs under ``torchrun`` (DDP, gloo on CPU, nccl on CUDA)::
@@ -132,6 +137,9 @@ class BudgetTrainer(dinv.Trainer):
     lr0: float = 1e-3
     datasets: tuple = ()
     samplers: tuple = ()
+    pdhg: torch.nn.Module | None = None
+    n_iter_range: tuple = ()
+    iter_rng: torch.Generator | None = None
 
     def setup_train(self, train: bool = True, **kwargs):
         super().setup_train(train=train, **kwargs)
@@ -157,6 +165,11 @@ class BudgetTrainer(dinv.Trainer):
                 self.max_batch_steps = train_ite  # Trainer.train stops after this batch
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr0 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+            if self.pdhg is not None and self.n_iter_range:
+                # a random T per batch (same stream on every rank): the map cannot exploit
+                # a fixed early stopping and keeps its variational meaning
+                low, high = self.n_iter_range
+                self.pdhg.n_iter = int(torch.randint(low, high + 1, (1,), generator=self.iter_rng))
         return super().step(epoch, progress_bar, train_ite=train_ite, train=train, **kwargs)
 
 
@@ -176,7 +189,8 @@ def train(args: argparse.Namespace) -> dict:
     dataset = ImageFolderDataset(files=train_files, crop_size=args.crop, flips=True, seed=args.seed)
     sampler = torch.utils.data.distributed.DistributedSampler(dataset, seed=args.seed) if distributed else None
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        # no drop_last: deepinv's Trainer already skips the last batch when drop_last is set
+        dataset, batch_size=args.batch, shuffle=sampler is None, sampler=sampler, drop_last=False,
         generator=torch.Generator().manual_seed(args.seed),
     )
     if args.problem == "denoise":
@@ -188,8 +202,9 @@ def train(args: argparse.Namespace) -> dict:
     else:
         physics = make_problem_physics("deblur", (1, args.crop, args.crop), DEBLUR_NOISE, device, args.seed + rank)
         generator = None
+    n_iter_max = max(args.n_iter, args.n_iter_max or args.n_iter)
     model = TVParameterMapNet(
-        n_iter=args.n_iter, widths=tuple(args.widths), checkpointing=args.checkpointing
+        n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing
     ).to(device)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -203,15 +218,21 @@ def train(args: argparse.Namespace) -> dict:
     trainer.lr0 = args.lr
     trainer.datasets = (dataset,)
     trainer.samplers = (sampler,) if sampler is not None else ()
+    trainer.pdhg = model.pdhg
+    trainer.n_iter_range = (args.n_iter, n_iter_max)
+    trainer.iter_rng = torch.Generator().manual_seed(args.seed)
     start = time.time()
     trainer.train()
+    model.pdhg.n_iter = n_iter_max  # the test-time default T
     seconds = time.time() - start
     metrics = {}
     if rank == 0:
         config = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(args).items()}
+        config["n_iter"] = n_iter_max  # what TVParameterMapNet(pretrained=...) runs by default
+        config["n_iter_train"] = [args.n_iter, n_iter_max]
         save_weights(model, args.out, metadata={"config": json.dumps(config)})
         val = val_files[: args.val_images] if args.val_images else val_files
-        results = evaluate(model, val, args.problem, device, n_iter=args.n_iter, seed=args.seed)
+        results = evaluate(model, val, args.problem, device, n_iter=n_iter_max, seed=args.seed)
         mean = sum(r["psnr"] for r in results) / len(results)
         with torch.no_grad():
             tau, sigma, rho = (float(v) for v in model.pdhg.parameters_pdhg(1.0))
@@ -243,7 +264,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-iter", type=int, default=64, help="unrolled PDHG iterations T")
+    parser.add_argument("--n-iter", type=int, default=32, help="unrolled PDHG iterations T (minimum)")
+    parser.add_argument(
+        "--n-iter-max", type=int, default=0,
+        help="draw T uniformly in [n-iter, n-iter-max] per batch (0: fixed T); the saved default T is the max",
+    )
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)

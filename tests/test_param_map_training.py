@@ -1,0 +1,37 @@
+"""The training recipe of TVParameterMapNet: a tiny run writes loadable weights and metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import skimage.io
+
+from deepinv_pnn.data import load_image
+from deepinv_pnn.models.param_map import TVParameterMapNet
+from deepinv_pnn.training.train_param_map import pack, parse_args, train, unpack
+
+
+@pytest.fixture
+def folder(tmp_path):
+    camera = (load_image("camera", size=96)[0, 0].numpy() * 255).astype(np.uint8)
+    for i in range(5):
+        skimage.io.imsave(tmp_path / f"img_{i}.png", np.roll(camera, 7 * i, axis=1)[: 48 + 4 * i, :48])
+    return tmp_path
+
+
+@pytest.mark.parametrize("problem", ["denoise", "deblur"])
+def test_tiny_training_run_writes_weights_and_metrics(folder, tmp_path, problem):
+    out = tmp_path / f"tvmap_{problem}.safetensors"
+    args = parse_args([
+        "--data-dir", str(folder), "--out", str(out), "--problem", problem, "--minutes", "0.01",
+        "--n-iter", "4", "--crop", "32", "--batch", "2", "--widths", "4", "8", "--val-count", "2",
+    ])
+    metrics = train(args)
+    assert out.is_file() and metrics["val_images"] == 2
+    assert json.loads((tmp_path / f"tvmap_{problem}.safetensors.json").read_text())["problem"] == problem
+    model = TVParameterMapNet(pretrained=str(out))  # the config (T, widths) comes from the file
+    assert model.n_iter == 4 and model.unet.widths == (4, 8)
+    packed = tmp_path / "both.safetensors"
+    pack({problem: str(out)}, str(packed))
+    (split,) = unpack(str(packed), str(tmp_path / "split"))
+    assert TVParameterMapNet(pretrained=str(split)).n_iter == 4
