@@ -280,6 +280,8 @@ class WassersteinPatchLoss(torch.nn.Module):
     :param int psi_iters: ascent steps per call.
     :param bool center: subtract each patch's mean.
     :param float memory_budget_mb: MiB of cost matrix allowed at once.
+    :param int n_patches: random patches per image and call (new positions at every call);
+        ``None`` uses all patches.
 
     :Examples:
 
@@ -292,17 +294,22 @@ class WassersteinPatchLoss(torch.nn.Module):
 
     def __init__(self, reference_images, patch_size: int = 6, n_scales: int = 1, n_reference_patches: int = 10000,
                  psi_iters: int = 20, psi_lr: float = 1.0, center: bool = False, memory_budget_mb: float = 256.0,
-                 use_keops: bool | str = "auto", seed: int = 0):
+                 use_keops: bool | str = "auto", seed: int = 0, n_patches: int | None = None):
         super().__init__()
         self.prior = WassersteinPatchPrior(
             reference_images, patch_size=patch_size, n_scales=n_scales, n_reference_patches=n_reference_patches,
-            psi_iters=psi_iters, psi_lr=psi_lr, center=center, memory_budget_mb=memory_budget_mb,
+            n_patches=n_patches, psi_iters=psi_iters, psi_lr=psi_lr, center=center, memory_budget_mb=memory_budget_mb,
             use_keops=use_keops, seed=seed,
         )
         self.psi: dict[int, torch.Tensor] = {}
+        self._calls = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         prior = self.prior
+        if prior.n_patches is not None:  # fresh random patch positions at every call
+            self._calls += 1
+            prior._positions.clear()
+            prior.seed = prior.seed + 1
         total = images.new_zeros(())
         for s, patches in prior._scales(images):
             pooled = patches.reshape(-1, patches.shape[-1])

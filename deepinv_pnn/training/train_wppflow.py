@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-reference-patches", type=int, default=10000)
     parser.add_argument("--psi-iters", type=int, default=10)
     parser.add_argument("--val-samples", type=int, default=16)
+    parser.add_argument("--n-patches", type=int, default=None, help="random patches per image in the WPP loss (default all)")
     parser.add_argument("--max-steps", type=int, default=10**9)
     args = parser.parse_args(argv)
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     physics = WPPSuperResolution(factor=args.factor).to(device)
     flow = WPPFlow(n_blocks=args.n_blocks, hidden=args.hidden, cond_features=args.cond_features, seed=args.seed).to(device)
     wloss = WassersteinPatchLoss(reference, patch_size=6, n_scales=1, n_reference_patches=args.n_reference_patches,
-                                 psi_iters=args.psi_iters, center=True, seed=args.seed).to(device)
+                                 psi_iters=args.psi_iters, center=True, seed=args.seed, n_patches=args.n_patches).to(device)
     optimizer = torch.optim.Adam(flow.parameters(), lr=args.lr)
     generator = torch.Generator(device=device).manual_seed(args.seed)
 

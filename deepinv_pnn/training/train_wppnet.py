@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lam", type=float, default=0.02, help="weight of the Wasserstein patch loss")
     parser.add_argument("--n-reference-patches", type=int, default=10000)
     parser.add_argument("--psi-iters", type=int, default=10, help="ascent steps on psi per batch (paper: 20)")
+    parser.add_argument("--n-patches", type=int, default=None, help="random patches per image in the WPP loss (default all)")
     parser.add_argument("--max-steps", type=int, default=10**9)
     args = parser.parse_args(argv)
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     physics = WPPSuperResolution(factor=args.factor).to(device)
     net = WPPNet(features=args.features).to(device)
     wloss = WassersteinPatchLoss(reference, patch_size=6, n_scales=1, n_reference_patches=args.n_reference_patches,
-                                 psi_iters=args.psi_iters, seed=args.seed).to(device)
+                                 psi_iters=args.psi_iters, seed=args.seed, n_patches=args.n_patches).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     generator = torch.Generator(device=device).manual_seed(args.seed)
 
