@@ -15,10 +15,14 @@ WORK=$(mktemp -d)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 for S in $SIGMAS; do
   if [ "$S" = 25 ]; then SIG=$($PY -c "print(25/255)"); NAME=sigma25; else SIG=0.01; NAME=sigma001; fi
-  INIT=(); if [ -f "$INIT_DIR/convpnn_gray_$NAME.safetensors" ]; then INIT=(--init "$INIT_DIR/convpnn_gray_$NAME.safetensors"); fi
+  # fine-tuning from existing weights: smaller default learning rates
+  INIT=(); L1=$LR; L2=$LRS
+  if [ -f "$INIT_DIR/convpnn_gray_$NAME.safetensors" ]; then
+    INIT=(--init "$INIT_DIR/convpnn_gray_$NAME.safetensors"); L1=${LR_FT:-0.001}; L2=${LRS_FT:-0.02}
+  fi
   $PY -m deepinv_pnn.training.train_convpnn --data-dir "$DATA" --out "$WORK/convpnn_gray_$NAME.safetensors" \
     --device "$DEVICE" --minutes "$MINUTES" --seed 0 --sigma "$SIG" --batch-size "$BATCH" \
-    --patch-size "$PATCH" --lr-stiefel "$LRS" --lr "$LR" "${INIT[@]}" --checkpoint "$WORK/ckpt_$NAME.pt" --checkpoint-every 500 \
+    --patch-size "$PATCH" --lr-stiefel "$L2" --lr "$L1" "${INIT[@]}" --checkpoint "$WORK/ckpt_$NAME.pt" --checkpoint-every 500 \
     > "$WORK/log_$NAME.txt" 2>&1 &
 done
 STATUS=0

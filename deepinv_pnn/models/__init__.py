@@ -4,3 +4,4 @@ from deepinv_pnn.models.wppnet import WPPNet
 from deepinv_pnn.models.wppflow import WPPFlow
 from deepinv_pnn.models.param_map import TVParameterMapNet
 from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
+from deepinv_pnn.models.pnn import ConvPNN, ParsevalPNN

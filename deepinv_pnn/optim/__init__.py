@@ -6,3 +6,4 @@ from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
 from deepinv_pnn.optim.patchnr import PatchNR
 from deepinv_pnn.optim.patch_reconstruction import AdamPatchReconstructor
 from deepinv_pnn.optim.weighted_tv import WeightedTVPrior
+from deepinv_pnn.optim.pnp_steps import FirmlyNonexpansive, pnp_parameters, pnp_solver

@@ -159,6 +159,7 @@ def train_convpnn(
     progress: bool = True,
     init: str | os.PathLike | None = None,
     warmup: int = 200,
+    stop_at: int | None = None,
 ) -> dict:
     r"""Train a gray :class:`ConvPNN` at noise level ``sigma``; return the metrics.
 
@@ -185,6 +186,8 @@ def train_convpnn(
     :param bool progress: show a tqdm bar (rank 0).
     :param init: weights file to start from (fine-tuning), e.g. shipped weights.
     :param int warmup: steps of linear learning-rate warm-up.
+    :param int stop_at: stop after this step although the schedule runs to ``max_steps``
+        (an interruption; continue with ``resume=True``).
     :return: dict with ``losses`` (global mean per step), ``val_psnr``, ``steps``, ``seconds``.
     """
     rank, world = _world()
@@ -222,7 +225,7 @@ def train_convpnn(
     while True:
         if max_steps is not None:
             fraction = step / max_steps
-            stop = step >= max_steps
+            stop = step >= max_steps or (stop_at is not None and step >= stop_at)
         else:
             fraction = (time.time() - t0) / budget
             flag = torch.tensor([fraction], dtype=torch.float64)
