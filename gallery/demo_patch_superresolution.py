@@ -78,7 +78,7 @@ results["patchNR"] = AdamPatchReconstructor(patchnr, lambda_reg=2e-5, steps=80, 
 
 # %%
 # Networks trained with the Wasserstein patch loss (shipped weights, if any)
-from deepinv_pnn.models import WPPFlow, WPPNet  # noqa: E402
+from deepinv_pnn.models import WPPFlow, WPPNet
 
 std = None
 for cls, label in ((WPPNet, "WPPNet"), (WPPFlow, "WPPFlow mean")):

@@ -29,7 +29,7 @@ def _jacobian_logdet(fn, x):
     out = []
     for b in range(x.shape[0]):
         xb = x[b : b + 1]
-        jac = torch.autograd.functional.jacobian(lambda v: fn(v.view_as(xb)).reshape(-1), xb.reshape(-1))
+        jac = torch.autograd.functional.jacobian(lambda v, xb=xb: fn(v.view_as(xb)).reshape(-1), xb.reshape(-1))
         out.append(torch.linalg.slogdet(jac)[1])
     return torch.stack(out)
 

@@ -63,7 +63,7 @@ def test_prox_is_stationary_and_decreases_the_objective(trained):
     p64 = p64.to(torch.float64)
     gamma = 1e-3
     p = p64.prox(x, None, gamma=gamma, max_iter=100)
-    h = lambda z: float(p64.fn(z) + ((z - x) ** 2).sum() / (2 * gamma))  # noqa: E731
+    h = lambda z: float(p64.fn(z) + ((z - x) ** 2).sum() / (2 * gamma))
     assert h(p) < h(x)
     residual = (p - x + gamma * p64.grad(p)).norm() / (p - x).norm()
     assert residual < 1e-5  # measured 3e-8 (SiLU sub-networks keep g smooth)

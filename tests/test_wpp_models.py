@@ -45,7 +45,7 @@ def test_wppflow_is_invertible_in_z_with_exact_logdet():
     physics = WPPSuperResolution(factor=4)
     y = torch.rand(1, 1, 2, 2, dtype=torch.float64)
     z = torch.randn(1, 1, 8, 8, dtype=torch.float64)
-    x, logdet = flow.generate(z, y, physics)
+    _, logdet = flow.generate(z, y, physics)
     jac = torch.autograd.functional.jacobian(lambda v: flow.generate(v.view(1, 1, 8, 8), y, physics)[0].reshape(-1),
                                              z.reshape(-1))
     assert torch.allclose(logdet, torch.linalg.slogdet(jac)[1], atol=1e-8)

@@ -27,10 +27,18 @@ import os
 
 import deepinv as dinv
 import torch
-import torch.nn as nn
+from torch import nn
 
 from deepinv_pnn.models.wppnet import backprojection, check_physics
-from deepinv_pnn.nn.flows import ActNorm, AffineCoupling, InvertibleMixing, SequentialFlow, conv_net, squeeze, unsqueeze
+from deepinv_pnn.nn.flows import (
+    ActNorm,
+    AffineCoupling,
+    InvertibleMixing,
+    SequentialFlow,
+    conv_net,
+    squeeze,
+    unsqueeze,
+)
 from deepinv_pnn.pretrained import load_pretrained
 from deepinv_pnn.validation import check_image
 

@@ -23,7 +23,7 @@ import os
 
 import deepinv as dinv
 import torch
-import torch.nn as nn
+from torch import nn
 
 from deepinv_pnn.pretrained import load_pretrained
 from deepinv_pnn.validation import check_image

@@ -20,11 +20,11 @@ mixing, which deepinv's own ``NormalizingFlow`` lacks (deepinv issue #389).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _spatial(x: torch.Tensor) -> int:

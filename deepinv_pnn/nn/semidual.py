@@ -122,13 +122,13 @@ class _SemiDual(torch.autograd.Function):
     """F(psi) for fixed psi as a function of x, with the assignment-based gradient."""
 
     @staticmethod
-    def forward(ctx, x, y, psi, memory_budget, use_keops):  # noqa: D102
+    def forward(ctx, x, y, psi, memory_budget, use_keops):
         vals, idx = assign(x, y, psi, None, memory_budget, use_keops)
         ctx.save_for_backward(x, y, idx)
         return vals.mean() + psi.mean()
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102
+    def backward(ctx, grad_out):
         x, y, idx = ctx.saved_tensors
         grad_x = (2.0 / x.shape[0]) * (x - y[idx]) * grad_out
         return grad_x, None, None, None, None

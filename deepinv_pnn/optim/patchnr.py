@@ -25,7 +25,12 @@ import deepinv as dinv
 import torch
 
 from deepinv_pnn.nn.flows import patch_flow
-from deepinv_pnn.nn.patches import augment_dihedral, extract_patches, gather_patches, random_positions
+from deepinv_pnn.nn.patches import (
+    augment_dihedral,
+    extract_patches,
+    gather_patches,
+    random_positions,
+)
 from deepinv_pnn.pretrained import load_pretrained
 from deepinv_pnn.validation import check_image, check_positive
 

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from deepinv_pnn.nn import semidual
-from deepinv_pnn.nn.patches import center_patches, extract_patches, gather_patches, pad_image, random_positions
+from deepinv_pnn.nn.patches import (
+    center_patches,
+    extract_patches,
+    gather_patches,
+    pad_image,
+    random_positions,
+)
 from deepinv_pnn.validation import check_image, check_positive
 
 

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = True  # the patch-distance matrix products dominate; TF32 is ample for argmins
     device = torch.device(args.device)
     data_dir = args.data_dir
-    train_file = data_dir / args.train_file if args.train_file else sorted(data_dir.glob(f"train_*_x{args.factor}.h5"))[0]
+    train_file = data_dir / args.train_file if args.train_file else min(data_dir.glob(f"train_*_x{args.factor}.h5"))
     lr_patches = load_h5_patches(train_file).to(device)
     reference = load_image(find_reference(data_dir, args.reference)).to(device)
     physics = WPPSuperResolution(factor=args.factor).to(device)
