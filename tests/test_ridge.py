@@ -167,3 +167,20 @@ def test_bad_inputs_name_the_argument():
         prior.fn(torch.zeros(1, 1, 8, 8), -0.1)
     with pytest.raises(TypeError, match="prior"):
         RidgeDenoiser(torch.nn.Identity())
+
+
+def test_mask_networks_condition_the_prior_and_keep_convexity():
+    from deepinv_pnn.optim.ridge_mask import EdgeMask, RidgeMaskNet
+
+    assert torch.allclose(RidgeMaskNet()(torch.rand(1, 1, 8, 8)), torch.ones(1, 1, 8, 8))
+    prior = _randomised(ConvexRidgeRegularizer)
+    prior.mask_net = EdgeMask().double()
+    y = _natural_images(size=16, count=2)
+    mask = prior.condition_on(y)
+    assert mask.shape == (2, 1, 16, 16) and (mask > 0).all() and (mask <= 1).all()
+    assert mask.min() < 0.9  # edges of natural images are detected
+    p = prior.prox(y, gamma=0.5, tol=1e-9, max_iter=20000)
+    residual = p - y + 0.5 * prior.grad(p)
+    assert float(residual.norm() / (y - p).norm()) < 1e-6
+    prior.set_mask(mask[:1, :, :12, :12])
+    assert _second_differences(prior, 0.0, lines=20) >= -1e-6

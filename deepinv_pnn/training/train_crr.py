@@ -210,6 +210,7 @@ def parse_args(argv=None, description=__doc__):
     p.add_argument("--val-images", type=int, default=68, help="held-out images used for the final PSNR")
     p.add_argument("--tune-images", type=int, default=4, help="held-out crops used to tune (lambda, mu)")
     p.add_argument("--tune-size", type=int, default=96)
+    p.add_argument("--val-tol", type=float, default=1e-5, help="relative tolerance of the validation prox")
     p.add_argument("--tune-sigmas", type=float, nargs="+", default=list(SIGMA_GRID),
                    help="noise levels (/255) at which (lambda, mu) are tuned")
     p.add_argument("--tune-evals", type=int, default=40, help="evaluations per noise level")
@@ -314,7 +315,9 @@ def main(argv=None) -> None:
         table = tune_table(prior, crops, [s / 255 for s in args.tune_sigmas], args.seed + 7, max_evals=args.tune_evals)
         out["tuned"] = {f"{s * 255:.0f}": [round(v, 5) for v in table[s]] for s in table}
         for s in (15, 25):
-            out[f"val_psnr_sigma{s}"] = round(denoise_psnr(prior, val_images[: args.val_images], s / 255, 1000 + s), 3)
+            out[f"val_psnr_sigma{s}"] = round(
+                denoise_psnr(prior, val_images[: args.val_images], s / 255, 1000 + s, tol=args.val_tol), 3
+            )
         out["val_images"] = min(args.val_images, len(val_images))
         out["lmbda"], out["mu"] = float(prior.lmbda.detach()), float(prior.mu.detach())
         return out

@@ -91,7 +91,7 @@ def main(argv=None) -> None:
         out = {}
         for s in (15, 25):
             out[f"val_psnr_sigma{s}"] = round(
-                denoise_psnr(prior, val_images[: args.val_images], s / 255, 1000 + s), 3
+                denoise_psnr(prior, val_images[: args.val_images], s / 255, 1000 + s, tol=args.val_tol), 3
             )
         out["val_images"] = min(args.val_images, len(val_images))
         out["mu"] = float(prior.mu.detach())
