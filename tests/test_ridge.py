@@ -184,3 +184,14 @@ def test_mask_networks_condition_the_prior_and_keep_convexity():
     assert float(residual.norm() / (y - p).norm()) < 1e-6
     prior.set_mask(mask[:1, :, :12, :12])
     assert _second_differences(prior, 0.0, lines=20) >= -1e-6
+
+
+def test_crr_pruning_removes_dead_pairs_and_keeps_the_gradient():
+    prior = _randomised(ConvexRidgeRegularizer)
+    with torch.no_grad():
+        prior.spline.coefficients[2:5] = 0.0  # three dead splines
+    x = _natural_images(size=16, count=2)
+    before = prior.grad(x)
+    kept = prior.prune(threshold=1e-8)
+    assert kept == 5 and prior.conv.channels[-1] == 5
+    assert torch.allclose(prior.grad(x), before, atol=1e-10)

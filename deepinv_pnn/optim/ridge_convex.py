@@ -146,3 +146,31 @@ class ConvexRidgeRegularizer(RidgeRegularizer):
         lmbda, mu = self.parameters_for(sigma)
         slope = self.spline.slopes().max()
         return (lmbda * mu).reshape(-1) * slope.clamp_min(0)
+
+    @torch.no_grad()
+    def prune(self, threshold: float = 1e-4) -> int:
+        r"""Remove dead (filter, spline) pairs, keeping :math:`\nabla R` unchanged up to rounding.
+
+        A pair is dead when :math:`\mathrm{TV}^{(2)}(\varphi_i)\,\|h_i\|^2 \le` ``threshold``
+        (relative to the largest), :math:`h_i` the impulse response of filter :math:`i`: its
+        spline is (almost) constant, or its filter vanishes. Removing filters lowers the
+        norm bound of :math:`W`, i.e. rescales the kept filters by :math:`r > 1`; this is
+        compensated exactly by :math:`\lambda \to \lambda/r`, :math:`\mu \to \mu/r` (also in
+        the tuned table).
+
+        :param float threshold: relative importance below which a pair is removed.
+        :return: the number of pairs kept.
+        """
+        scores = self.spline.tv2_per_channel() * self.conv.impulse_response().flatten(1).pow(2).sum(1)
+        keep = torch.nonzero(scores > threshold * scores.max()).flatten()
+        if keep.numel() == 0:
+            keep = scores.argmax().view(1)
+        bound_old = self.conv.norm_bound()
+        self.conv.keep_output_channels(keep)
+        self.spline.keep(keep)
+        r = float(bound_old / self.conv.norm_bound())
+        self.log_lmbda.sub_(math.log(r))
+        self.log_mu.sub_(math.log(r))
+        self.lmbda_table.div_(r)
+        self.mu_table.div_(r)
+        return int(keep.numel())
