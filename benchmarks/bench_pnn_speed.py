@@ -23,11 +23,11 @@ import deepinv as dinv
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _memory import peak_memory_mib  # noqa: E402
+from _memory import peak_memory_mib
 
-from deepinv_pnn.models.pnn import ConvPNN  # noqa: E402
-from deepinv_pnn.training.ispalm import ISPALM  # noqa: E402
-from deepinv_pnn.training.train_convpnn import make_optimizer  # noqa: E402
+from deepinv_pnn.models.pnn import ConvPNN
+from deepinv_pnn.training.ispalm import ISPALM
+from deepinv_pnn.training.train_convpnn import make_optimizer
 
 
 def _time(fn, repeats: int, device) -> float:
@@ -73,13 +73,13 @@ def training_step_table(steps: int, device) -> list[tuple]:
         model = ConvPNN(seed=0).to(device).train()
         opt = make_optimizer(model, name, 1e-3, 1e-2)
 
-        def closure():
+        def closure(model=model, opt=opt):
             opt.zero_grad()
             loss = ((model(y, 0.1) - x) ** 2).mean()
             loss.backward()
             return loss
 
-        def step():
+        def step(opt=opt, closure=closure):
             if isinstance(opt, ISPALM):
                 opt.step(closure)
             else:
@@ -101,11 +101,15 @@ def main() -> None:
     rows = forward_table(size, repeats, args.device)
     base = rows[0]
     print(f"forward pass, 1x1x{size}x{size}, device={args.device}")
-    print(f"{'model':28s} {'params':>8s} {'time ms':>9s} {'peak MiB':>9s} {'time ratio':>11s} {'mem ratio':>10s}")
+    print(
+        f"{'model':28s} {'params':>8s} {'time ms':>9s} {'peak MiB':>9s} {'time ratio':>11s} {'mem ratio':>10s}"
+    )
     for name, params, seconds, mib in rows:
         ratio_t = base[2] / seconds
         ratio_m = base[3] / mib if mib > 0 else float("nan")
-        print(f"{name:28s} {params:8d} {1e3 * seconds:9.2f} {mib:9.1f} {ratio_t:11.2f} {ratio_m:10.2f}")
+        print(
+            f"{name:28s} {params:8d} {1e3 * seconds:9.2f} {mib:9.1f} {ratio_t:11.2f} {ratio_m:10.2f}"
+        )
     print("(ratio = ConvPNN / peer)")
     steps = training_step_table(2 if args.quick else 10, args.device)
     print(f"\ntraining step, ConvPNN, batch 8x1x40x40, device={args.device}")

@@ -43,8 +43,13 @@ def psnr(a):
 
 with torch.no_grad():
     x_pnn = model(y, sigma)
-    best_tv = max(((TVDenoiser(scale=s)(y, sigma), s) for s in (0.5, 1.0, 1.5)), key=lambda r: psnr(r[0]))[0]
-images, titles = [x, y, best_tv, x_pnn], ["clean", f"noisy {psnr(y):.2f}", f"TV {psnr(best_tv):.2f}", f"ConvPNN {psnr(x_pnn):.2f}"]
+    best_tv = max(
+        ((TVDenoiser(scale=s)(y, sigma), s) for s in (0.5, 1.0, 1.5)), key=lambda r: psnr(r[0])
+    )[0]
+images, titles = (
+    [x, y, best_tv, x_pnn],
+    ["clean", f"noisy {psnr(y):.2f}", f"TV {psnr(best_tv):.2f}", f"ConvPNN {psnr(x_pnn):.2f}"],
+)
 try:
     import bm3d
 
@@ -54,7 +59,12 @@ try:
 except ImportError:
     pass
 dinv.utils.plot(images, titles=titles)
-print("certificate: Lipschitz bound", model.lipschitz_bound(), "averaged constant", model.averaged_constant())
+print(
+    "certificate: Lipschitz bound",
+    model.lipschitz_bound(),
+    "averaged constant",
+    model.averaged_constant(),
+)
 
 # %%
 # Plug-and-play deblurring: residuals
@@ -83,7 +93,11 @@ for name, den in (("ConvPNN (Parseval)", certified), ("same net, ||T||=1.3", bro
             if not torch.isfinite(z).all() or res[-1] > 1e3:  # the unconstrained net blows up
                 break
     curves[name] = res
-    final = -10 * math.log10(float(((z.clamp(0, 1) - x) ** 2).mean())) if torch.isfinite(z).all() else float("nan")
+    final = (
+        -10 * math.log10(float(((z.clamp(0, 1) - x) ** 2).mean()))
+        if torch.isfinite(z).all()
+        else float("nan")
+    )
     print(f"{name}: {len(res)} iterations, last residual {res[-1]:.1e}, PSNR {final:.2f} dB")
 plt.figure(figsize=(5, 3.5))
 for name, res in curves.items():

@@ -38,7 +38,7 @@ for name, lr_stiefel in (("cayley-sgd", 0.05), ("cayley-adam", 0.05), ("ispalm",
     losses = []
     for x, y in batches:
 
-        def closure():
+        def closure(x=x, y=y, model=model, opt=opt):
             opt.zero_grad()
             loss = ((model(y, sigma) - x) ** 2).mean()
             loss.backward()
@@ -50,7 +50,9 @@ for name, lr_stiefel in (("cayley-sgd", 0.05), ("cayley-adam", 0.05), ("ispalm",
             losses.append(float(closure()))
             opt.step()
     curves[name] = losses
-    print(f"{name}: final loss {losses[-1]:.2e}, orthogonality error {model.orthogonality_error():.1e}")
+    print(
+        f"{name}: final loss {losses[-1]:.2e}, orthogonality error {model.orthogonality_error():.1e}"
+    )
 
 plt.figure(figsize=(5, 3.5))
 for name, losses in curves.items():

@@ -24,7 +24,7 @@ def test_ispalm_solves_stochastic_procrustes(sarah):
     for _ in range(150):
         idx = torch.randint(0, 200, (32,), generator=g)
 
-        def closure():
+        def closure(idx=idx):
             opt.zero_grad()
             loss = ((layer.weight @ x[:, idx] - y[:, idx]) ** 2).sum(0).mean()
             loss.backward()

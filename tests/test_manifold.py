@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from deepinv_pnn.nn.stiefel import orthogonality_error, random_stiefel, stiefel_parameter
-from deepinv_pnn.training.manifold import CayleyAdam, CayleySGD, cayley_retraction, tangent_projection
+from deepinv_pnn.training.manifold import (
+    CayleyAdam,
+    CayleySGD,
+    cayley_retraction,
+    tangent_projection,
+)
 
 
 def test_cayley_retraction_is_exact_for_huge_steps():
@@ -17,7 +22,9 @@ def test_cayley_retraction_is_exact_for_huge_steps():
 
 def test_cayley_retraction_is_a_first_order_retraction():
     w = random_stiefel(8, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    d = tangent_projection(w, torch.randn(8, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    d = tangent_projection(
+        w, torch.randn(8, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    )
     h = 1e-5
     derivative = (cayley_retraction(w, d, h) - w) / h
     assert torch.allclose(derivative, -d, atol=1e-4)

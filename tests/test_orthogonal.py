@@ -20,7 +20,9 @@ MAPS = ("manifold", "cayley", "exp")
 @pytest.mark.parametrize("shape", [(4, 9), (9, 4), (6, 6)])
 def test_stiefel_linear_is_exact_in_both_orientations(parametrization, shape):
     in_f, out_f = shape
-    layer = StiefelLinear(in_f, out_f, parametrization=parametrization, generator=torch.Generator().manual_seed(0))
+    layer = StiefelLinear(
+        in_f, out_f, parametrization=parametrization, generator=torch.Generator().manual_seed(0)
+    )
     w = layer.weight.detach().double()
     gram = w.T @ w if out_f >= in_f else w @ w.T
     assert (gram - torch.eye(gram.shape[0], dtype=torch.float64)).abs().max() < 1e-6
@@ -31,7 +33,13 @@ def test_stiefel_linear_is_exact_in_both_orientations(parametrization, shape):
 
 @pytest.mark.parametrize("parametrization", MAPS)
 def test_parseval_conv_is_exact_on_odd_sizes(parametrization):
-    conv = ParsevalConv2d(2, 11, n_stages=3, parametrization=parametrization, generator=torch.Generator().manual_seed(1))
+    conv = ParsevalConv2d(
+        2,
+        11,
+        n_stages=3,
+        parametrization=parametrization,
+        generator=torch.Generator().manual_seed(1),
+    )
     t = conv.as_matrix(7, 5).double()  # [11*35, 2*35]
     assert t.shape == (11 * 35, 2 * 35)
     assert (t.T @ t - torch.eye(70, dtype=torch.float64)).abs().max() < 1e-5
@@ -42,7 +50,10 @@ def test_square_parseval_conv_is_orthogonal_and_adjoint_is_transpose():
     conv = ParsevalConv2d(5, 5, n_stages=2, generator=torch.Generator().manual_seed(2))
     t = conv.as_matrix(6, 9).double()
     assert (t @ t.T - torch.eye(t.shape[0], dtype=torch.float64)).abs().max() < 1e-5
-    x, y = torch.randn(2, 5, 6, 9, dtype=torch.float64), torch.randn(2, 5, 6, 9, dtype=torch.float64)
+    x, y = (
+        torch.randn(2, 5, 6, 9, dtype=torch.float64),
+        torch.randn(2, 5, 6, 9, dtype=torch.float64),
+    )
     conv = conv.double()
     assert torch.allclose((conv(x) * y).sum(), (x * conv.adjoint(y)).sum(), rtol=1e-10)
 
@@ -84,14 +95,18 @@ def _optimizer(method, params):
 
 METHODS = ["cayley-adam", "cayley-sgd", "adam-on-cayley", "adam-on-exp"]
 # the Euclidean optimiser on parametrised weights is slower per step on one CPU core
-FAST_METHODS = [m if m.startswith("cayley") else pytest.param(m, marks=pytest.mark.slow) for m in METHODS]
+FAST_METHODS = [
+    m if m.startswith("cayley") else pytest.param(m, marks=pytest.mark.slow) for m in METHODS
+]
 
 
 @pytest.mark.parametrize("method", FAST_METHODS)
 @pytest.mark.parametrize("shape", [(5, 12), (12, 5)])
 def test_dense_orthogonality_survives_1000_large_lr_steps(method, shape):
     parametrization = {"adam-on-cayley": "cayley", "adam-on-exp": "exp"}.get(method, "manifold")
-    layer = StiefelLinear(*shape, parametrization=parametrization, generator=torch.Generator().manual_seed(0))
+    layer = StiefelLinear(
+        *shape, parametrization=parametrization, generator=torch.Generator().manual_seed(0)
+    )
     opt = _optimizer(method, layer.parameters())
     before = layer.weight.detach().clone()
     _train(layer, opt, 1000, (shape[0],))
@@ -103,7 +118,13 @@ def test_dense_orthogonality_survives_1000_large_lr_steps(method, shape):
 @pytest.mark.parametrize("method", METHODS)
 def test_conv_orthogonality_survives_1000_large_lr_steps(method):
     parametrization = {"adam-on-cayley": "cayley", "adam-on-exp": "exp"}.get(method, "manifold")
-    conv = ParsevalConv2d(2, 8, n_stages=2, parametrization=parametrization, generator=torch.Generator().manual_seed(0))
+    conv = ParsevalConv2d(
+        2,
+        8,
+        n_stages=2,
+        parametrization=parametrization,
+        generator=torch.Generator().manual_seed(0),
+    )
     opt = _optimizer(method, conv.parameters())
     before = conv.first.detach().clone()
     _train(conv, opt, 1000, (2, 6, 6))

@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from deepinv_pnn.data import load_image
-from deepinv_pnn.models.lipschitz import averagedness_margin, jacobian_spectral_norm, lipschitz_ratios
+from deepinv_pnn.models.lipschitz import (
+    averagedness_margin,
+    jacobian_spectral_norm,
+    lipschitz_ratios,
+)
 from deepinv_pnn.models.pnn import ConvPNN, ParsevalPNN
 
 
@@ -114,7 +118,9 @@ def test_parseval_pnn_dense_is_averaged():
         g = torch.Generator().manual_seed(2)
         x, y = torch.randn(16, 12, generator=g), torch.randn(16, 12, generator=g)
         with torch.no_grad():
-            margin = averagedness_margin(lambda z: model(z, 0.1), x, y, model.averaged_constant())
+            margin = averagedness_margin(
+                lambda z, m=model: m(z, 0.1), x, y, model.averaged_constant()
+            )
         assert float(margin.max()) <= 1e-5
         assert model.lipschitz_bound() < 1 + 1e-5
 

@@ -1,6 +1,7 @@
 """The ConvPNN training recipe: reproducible, resumable, data parallel."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,14 @@ from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.training.train_convpnn import train_convpnn
 
 SMALL = {"width": 8, "state_channels": 2, "n_layers": 2, "n_stages": 1}
-KW = dict(batch_size=4, patch_size=16, val_count=2, model_kwargs=SMALL, progress=False, warmup=1)
+KW = {
+    "batch_size": 4,
+    "patch_size": 16,
+    "val_count": 2,
+    "model_kwargs": SMALL,
+    "progress": False,
+    "warmup": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +54,47 @@ def test_resumed_run_matches_an_uninterrupted_one(folder, tmp_path):
     assert resumed == pytest.approx(straight, rel=1e-6)
 
 
-@pytest.mark.parametrize("optimizer", ["ispalm", "cayley-sgd", "adam"])
+@pytest.mark.parametrize(
+    "optimizer", [pytest.param("ispalm", marks=pytest.mark.slow), "cayley-sgd", "adam"]
+)
 def test_other_optimisers_train(folder, optimizer):
     metrics = train_convpnn(folder, None, max_steps=3, optimizer=optimizer, **KW)
-    assert all(v == v for v in metrics["losses"]) and metrics["orthogonality_error"] < 1e-5
+    assert (
+        all(math.isfinite(v) for v in metrics["losses"]) and metrics["orthogonality_error"] < 1e-5
+    )
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_follow_the_single_process_loss_curve(folder, tmp_path):
-    args = ["--data-dir", str(folder), "--max-steps", "20", "--batch-size", "8", "--patch-size", "16",
-            "--val-count", "2", "--width", "16", "--n-layers", "3", "--warmup", "1"]
+    args = [
+        "--data-dir",
+        str(folder),
+        "--max-steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--patch-size",
+        "16",
+        "--val-count",
+        "2",
+        "--width",
+        "16",
+        "--n-layers",
+        "3",
+        "--warmup",
+        "1",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     module = ["-m", "deepinv_pnn.training.train_convpnn"]
-    subprocess.run([sys.executable, *module, *args, "--losses-out", str(tmp_path / "a.json")], check=True, env=env)
+    subprocess.run(
+        [sys.executable, *module, *args, "--losses-out", str(tmp_path / "a.json")],
+        check=True,
+        env=env,
+    )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    subprocess.run([*torchrun, *module, *args, "--losses-out", str(tmp_path / "b.json")], check=True, env=env)
+    subprocess.run(
+        [*torchrun, *module, *args, "--losses-out", str(tmp_path / "b.json")], check=True, env=env
+    )
     a = json.loads((tmp_path / "a.json").read_text())
     b = json.loads((tmp_path / "b.json").read_text())
     assert len(a) == len(b) == 20

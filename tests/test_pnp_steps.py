@@ -1,5 +1,7 @@
 """Plug-and-play step sizes inside the convergence conditions."""
 
+import itertools
+
 import deepinv as dinv
 import pytest
 import torch
@@ -31,7 +33,9 @@ def test_gradient_lipschitz_by_hessian_vector_products():
 @pytest.mark.parametrize("problem", ["deblur", "sr", "inpaint"])
 def test_data_fidelity_lipschitz_matches_the_operator_norm(problem):
     physics = make_physics(problem, (1, 16, 16))
-    norm = float(physics.compute_sqnorm(torch.randn(1, 1, 16, 16), max_iter=200, tol=1e-7, verbose=False))
+    norm = float(
+        physics.compute_sqnorm(torch.randn(1, 1, 16, 16), max_iter=200, tol=1e-7, verbose=False)
+    )
     assert data_fidelity_lipschitz(physics, (1, 16, 16)) == pytest.approx(norm, rel=1e-2)
 
 
@@ -48,14 +52,30 @@ def test_helper_refuses_parameters_that_void_the_guarantee(denoiser):
     assert FirmlyNonexpansive(denoiser).averaged_constant() == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("algorithm", ["PGD", pytest.param("HQS", marks=pytest.mark.slow), pytest.param("DRS", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        "PGD",
+        pytest.param("HQS", marks=pytest.mark.slow),
+        pytest.param("DRS", marks=pytest.mark.slow),
+    ],
+)
 def test_pnp_residuals_converge_with_the_chosen_parameters(denoiser, algorithm):
     x = load_image("camera", size=24)
     physics = make_physics("deblur", (1, 24, 24), noise_level=0.01)
     y = physics(x)
-    solver = pnp_solver(denoiser, physics, (1, 24, 24), algorithm, sigma=0.02, relax=True, max_iter=400, thres_conv=1e-4)
+    solver = pnp_solver(
+        denoiser,
+        physics,
+        (1, 24, 24),
+        algorithm,
+        sigma=0.02,
+        relax=True,
+        max_iter=400,
+        thres_conv=1e-4,
+    )
     with torch.no_grad():
-        out, metrics = solver(y, physics, x_gt=x, compute_metrics=True)
+        _, metrics = solver(y, physics, x_gt=x, compute_metrics=True)
     assert solver.has_converged
     residual = metrics["residual"][0]
     assert residual[-1] < 1e-4 and residual[-1] < 1e-2 * residual[0]
@@ -74,4 +94,4 @@ def test_pgd_residual_decreases_monotonically(denoiser):
             new = denoiser(z - params["stepsize"] * physics.A_adjoint(physics.A(z) - y), 0.01)
             steps.append(float((new - z).norm()))
             z = new
-    assert all(b <= a * (1 + 1e-4) + 1e-7 for a, b in zip(steps, steps[1:]))
+    assert all(b <= a * (1 + 1e-4) + 1e-7 for a, b in itertools.pairwise(steps))

@@ -25,7 +25,7 @@ They measure; the bounds of the constructions are ``model.lipschitz_bound()`` an
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -54,7 +54,9 @@ def jacobian_spectral_norm(
     :param int seed: seed of the start vector.
     :return: :math:`\max_b \|J_f(x_b)\|_2`.
     """
-    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).to(x.device)
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).to(
+        x.device
+    )
     v = v / _batch_norm(v).view(-1, *[1] * (x.dim() - 1))
     sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     with torch.enable_grad():
@@ -76,7 +78,9 @@ def jacobian_spectral_norm(
 
 
 @torch.no_grad()
-def lipschitz_ratios(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def lipschitz_ratios(
+    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     r"""Ratios :math:`\|f(x_b)-f(y_b)\|/\|x_b-y_b\|` for each pair of the batch."""
     return _batch_norm(f(x) - f(y)) / _batch_norm(x - y)
 

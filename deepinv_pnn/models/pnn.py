@@ -41,11 +41,18 @@ from deepinv_pnn.validation import check_image, check_positive, check_sigma
 
 SIGMA_MIN = 1e-4
 CENTER = 0.5
-SHIPPED = {"sigma25": ("convpnn_gray_sigma25.safetensors", 25 / 255), "sigma0.01": ("convpnn_gray_sigma001.safetensors", 0.01)}
+SHIPPED = {
+    "sigma25": ("convpnn_gray_sigma25.safetensors", 25 / 255),
+    "sigma0.01": ("convpnn_gray_sigma001.safetensors", 0.01),
+}
 # orthonormal opponent colour transform: a gray ConvPNN denoises colour images channel by
 # channel in this basis (an orthogonal change of variables keeps averagedness)
 OPPONENT = torch.tensor(
-    [[1 / math.sqrt(3)] * 3, [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)], [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)]]
+    [
+        [1 / math.sqrt(3)] * 3,
+        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+    ]
 )
 
 
@@ -127,7 +134,9 @@ class ParsevalPNN(nn.Module):
         generator = torch.Generator().manual_seed(seed)
         self.dim = dim
         self.layers = nn.ModuleList(
-            StiefelLinear(dim, hidden, bias=True, parametrization=parametrization, generator=generator)
+            StiefelLinear(
+                dim, hidden, bias=True, parametrization=parametrization, generator=generator
+            )
             for _ in range(n_layers)
         )
         init = 0.5 * sigma0 * math.sqrt(min(dim, hidden) / hidden) / n_layers
@@ -154,7 +163,9 @@ class ParsevalPNN(nn.Module):
         if sigma is None:
             return x - t * (x - self.phi(x))
         check_sigma(sigma)
-        s = self.sigma0 / torch.as_tensor(sigma, dtype=x.dtype, device=x.device).clamp_min(SIGMA_MIN).reshape(-1, 1)
+        s = self.sigma0 / torch.as_tensor(sigma, dtype=x.dtype, device=x.device).clamp_min(
+            SIGMA_MIN
+        ).reshape(-1, 1)
         z = s * x
         return (z - t * (z - self.phi(z))) / s
 
@@ -254,7 +265,8 @@ class ConvPNN(dinv.models.Denoiser):
         generator = torch.Generator().manual_seed(seed)
         self.channels, self.state_channels, self.width = channels, state_channels, width
         self.convs = nn.ModuleList(
-            ParsevalConv2d(state_channels, width, n_stages, parametrization, generator) for _ in range(n_layers)
+            ParsevalConv2d(state_channels, width, n_stages, parametrization, generator)
+            for _ in range(n_layers)
         )
         self.biases = nn.Parameter(torch.zeros(n_layers, width))
         # the shrinkage of L layers adds up: start with a total of about sigma0 / 2
@@ -283,7 +295,9 @@ class ConvPNN(dinv.models.Denoiser):
         t = self.relaxation.t.to(z.dtype)
         return z - t * (z - phi)
 
-    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor = 25 / 255, **kwargs) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, sigma: float | torch.Tensor = 25 / 255, **kwargs
+    ) -> torch.Tensor:
         r"""Denoise ``x`` at noise level ``sigma`` (float, 0-d or ``[B]`` tensor).
 
         :param torch.Tensor x: ``[B, C, H, W]`` with ``C = channels`` (or 3 for a gray model).

@@ -129,10 +129,14 @@ class ParsevalConv2d(nn.Module):
         if n_stages < 0:
             raise ValueError(f"n_stages must be >= 0, got {n_stages}")
         if parametrization not in ("manifold",) + MAPS:
-            raise ValueError(f"parametrization must be 'manifold', 'cayley' or 'exp', got {parametrization!r}")
+            raise ValueError(
+                f"parametrization must be 'manifold', 'cayley' or 'exp', got {parametrization!r}"
+            )
         self.in_channels, self.out_channels, self.n_stages = in_channels, out_channels, n_stages
         self.parametrization = parametrization
-        self.first = stiefel_parameter(random_stiefel(out_channels, in_channels, generator=generator))
+        self.first = stiefel_parameter(
+            random_stiefel(out_channels, in_channels, generator=generator)
+        )
         self.mixings = stiefel_parameter(
             random_stiefel(n_stages, out_channels, out_channels, generator=generator)
         )
@@ -177,7 +181,9 @@ class ParsevalConv2d(nn.Module):
         for q in mats:
             q64 = q.detach().to(torch.float64)
             gram = q64.T @ q64
-            dev = torch.linalg.matrix_norm(gram - torch.eye(gram.shape[0], dtype=torch.float64, device=q.device), ord=2)
+            dev = torch.linalg.matrix_norm(
+                gram - torch.eye(gram.shape[0], dtype=torch.float64, device=q.device), ord=2
+            )
             bound *= float(torch.sqrt(1.0 + dev))
         return bound
 

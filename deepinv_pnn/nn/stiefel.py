@@ -75,7 +75,9 @@ def project_stiefel(w: torch.Tensor) -> torch.Tensor:
     return q.to(w.dtype)
 
 
-def random_stiefel(*shape: int, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
+def random_stiefel(
+    *shape: int, generator: torch.Generator | None = None, dtype=torch.float32
+) -> torch.Tensor:
     r"""A random point of :math:`\mathrm{St}(n, k)` (Haar for square), shape ``[..., n, k]``, ``n >= k``."""
     if len(shape) < 2 or shape[-2] < shape[-1]:
         raise ValueError(f"shape must be [..., n, k] with n >= k, got {shape}")
@@ -124,7 +126,9 @@ class Stiefel(nn.Module):
         q = project_stiefel(tall).to(torch.float64)
         # complete to a square orthogonal matrix with det chosen so the map can reach it
         if q.shape[-1] < big:
-            extra = torch.randn(*q.shape[:-1], big - q.shape[-1], dtype=torch.float64, device=w.device)
+            extra = torch.randn(
+                *q.shape[:-1], big - q.shape[-1], dtype=torch.float64, device=w.device
+            )
             extra = extra - q @ (q.transpose(-1, -2) @ extra)
             qe, _ = torch.linalg.qr(extra)
             q = torch.cat([q, qe], dim=-1)
@@ -135,7 +139,9 @@ class Stiefel(nn.Module):
         eye = torch.eye(big, dtype=torch.float64, device=w.device)
         if self.map == "cayley":
             # A = (Q - I)(Q + I)^{-1} (Q + I is invertible for a generic rotation)
-            a = torch.linalg.solve((q + eye).transpose(-1, -2), (q - eye).transpose(-1, -2)).transpose(-1, -2)
+            a = torch.linalg.solve(
+                (q + eye).transpose(-1, -2), (q - eye).transpose(-1, -2)
+            ).transpose(-1, -2)
         else:
             a = _real_log_orthogonal(q)
         return skew(a).to(w.dtype)
@@ -159,7 +165,9 @@ def constrain(module: nn.Module, name: str = "weight", map: str = "cayley") -> n
     if not hasattr(module, name):
         raise ValueError(f"module {type(module).__name__} has no tensor {name!r}")
     if getattr(module, name).dim() < 2:
-        raise ValueError(f"{name} must have at least 2 dimensions, got shape {tuple(getattr(module, name).shape)}")
+        raise ValueError(
+            f"{name} must have at least 2 dimensions, got shape {tuple(getattr(module, name).shape)}"
+        )
     parametrize.register_parametrization(module, name, Stiefel(map), unsafe=True)
     return module
 
@@ -204,9 +212,13 @@ class StiefelLinear(nn.Module):
     ):
         super().__init__()
         if in_features < 1 or out_features < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
+            raise ValueError(
+                f"in_features and out_features must be >= 1, got {in_features}, {out_features}"
+            )
         if parametrization not in ("manifold",) + MAPS:
-            raise ValueError(f"parametrization must be 'manifold', 'cayley' or 'exp', got {parametrization!r}")
+            raise ValueError(
+                f"parametrization must be 'manifold', 'cayley' or 'exp', got {parametrization!r}"
+            )
         n, k = max(out_features, in_features), min(out_features, in_features)
         w = random_stiefel(n, k, generator=generator)
         if out_features < in_features:
@@ -228,4 +240,3 @@ class StiefelLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-

@@ -35,7 +35,7 @@ True
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import deepinv as dinv
 import torch
@@ -46,7 +46,11 @@ ALGORITHMS = ("PGD", "HQS", "DRS", "ADMM")
 
 
 def gradient_lipschitz(
-    fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, n_iter: int = 100, tol: float = 1e-6, seed: int = 0
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    n_iter: int = 100,
+    tol: float = 1e-6,
+    seed: int = 0,
 ) -> float:
     r"""Largest eigenvalue of the Hessian of ``fn`` at ``x0`` by Hessian-vector products.
 
@@ -54,7 +58,9 @@ def gradient_lipschitz(
     (e.g. :math:`\|A\|^2` for :math:`\tfrac12\|Ax-y\|^2`); for a convex :math:`f` it is a
     local estimate. ``fn`` returns a scalar or a per-sample vector (summed).
     """
-    v = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype).to(x0.device)
+    v = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype).to(
+        x0.device
+    )
     v = v / v.norm()
     value = 0.0
     with torch.enable_grad():
@@ -71,7 +77,9 @@ def gradient_lipschitz(
     return value
 
 
-def data_fidelity_lipschitz(physics: dinv.physics.LinearPhysics, img_shape: tuple, seed: int = 0) -> float:
+def data_fidelity_lipschitz(
+    physics: dinv.physics.LinearPhysics, img_shape: tuple, seed: int = 0
+) -> float:
     r""":math:`L = \|A\|^2`, the Lipschitz constant of :math:`\nabla\tfrac12\|Ax - y\|^2`, by autodiff."""
     x0 = torch.zeros((1,) + tuple(img_shape))
     y = physics.A(x0)

@@ -38,7 +38,7 @@ iterates are exactly orthogonal after every step; the extrapolated points :math:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -84,7 +84,9 @@ class ISPALM:
         lrs = [lr] * n if isinstance(lr, (int, float)) else list(lr)
         proxes = [None] * n if prox is None else list(prox)
         if len(lrs) != n or len(proxes) != n:
-            raise ValueError(f"lr and prox need one entry per block ({n}), got {len(lrs)} and {len(proxes)}")
+            raise ValueError(
+                f"lr and prox need one entry per block ({n}), got {len(lrs)} and {len(proxes)}"
+            )
         self.lrs = [check_positive(v, "lr") for v in lrs]
         self.proxes = proxes
         for name, value in (("alpha", alpha), ("beta", beta)):
@@ -119,7 +121,9 @@ class ISPALM:
         for p, v in zip(self.params, values):
             p.copy_(v)
 
-    def step(self, closure: Callable[[], torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
+    def step(
+        self, closure: Callable[[], torch.Tensor], model: torch.nn.Module | None = None
+    ) -> torch.Tensor:
         """One iSPALM step over all blocks; ``closure`` zeroes the gradients, evaluates the loss on
         the current minibatch and calls ``backward``. Returns the loss at the first evaluation."""
         restart = self.k % self.restart_every == 0 or not self.sarah
@@ -155,8 +159,13 @@ class ISPALM:
         return first_loss
 
     def state_dict(self) -> dict:
-        return {"k": self.k, "previous": self.previous, "estimate": self.estimate, "eval_point": self.eval_point,
-                "lrs": [g["lr"] for g in self.param_groups]}
+        return {
+            "k": self.k,
+            "previous": self.previous,
+            "estimate": self.estimate,
+            "eval_point": self.eval_point,
+            "lrs": [g["lr"] for g in self.param_groups],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.k, self.previous = int(state["k"]), state["previous"]

@@ -58,7 +58,9 @@ def cayley_retraction(w: torch.Tensor, d: torch.Tensor, step: float) -> torch.Te
     ``w``'s dtype.
     """
     w64, d64 = w.to(torch.float64), d.to(torch.float64)
-    w_hat = d64 @ w64.transpose(-1, -2) - 0.5 * w64 @ (w64.transpose(-1, -2) @ d64 @ w64.transpose(-1, -2))
+    w_hat = d64 @ w64.transpose(-1, -2) - 0.5 * w64 @ (
+        w64.transpose(-1, -2) @ d64 @ w64.transpose(-1, -2)
+    )
     a = w_hat - w_hat.transpose(-1, -2)
     eye = torch.eye(a.shape[-1], dtype=torch.float64, device=w.device)
     new = torch.linalg.solve(eye + 0.5 * step * a, (eye - 0.5 * step * a) @ w64)
@@ -115,7 +117,7 @@ class CayleySGD(_Riemannian):
                 if is_stiefel_parameter(p):
                     new = self._stiefel_update(p, buf, lr)
                     # transport the momentum to the new tangent space
-                    w, wide = _tall(p)
+                    _, wide = _tall(p)
                     b = buf.transpose(-1, -2) if wide else buf
                     b = tangent_projection(new.to(b.dtype), b)
                     state["momentum_buffer"] = (b.transpose(-1, -2) if wide else b).contiguous()
@@ -136,7 +138,9 @@ class CayleyAdam(_Riemannian):
     :param float eps: denominator offset.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ):
         check_positive(lr, "lr")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")

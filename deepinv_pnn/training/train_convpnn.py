@@ -58,7 +58,9 @@ def load_stack(files: list[Path], device) -> list[torch.Tensor]:
     return [load_image(f, grayscale=True)[0].to(device) for f in files]
 
 
-def global_batch(images: list[torch.Tensor], step: int, seed: int, batch: int, patch: int, sigma: float):
+def global_batch(
+    images: list[torch.Tensor], step: int, seed: int, batch: int, patch: int, sigma: float
+):
     """The clean and noisy global batch of step ``step`` (depends only on ``(seed, step)``)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     idx = torch.randint(0, len(images), (batch,), generator=g)
@@ -86,7 +88,9 @@ def make_optimizer(model: ConvPNN, name: str, lr: float, lr_stiefel: float):
     if name == "cayley-adam":
         return CayleyAdam([{"params": stiefel, "lr": lr_stiefel}, {"params": other, "lr": lr}])
     if name == "cayley-sgd":
-        return CayleySGD([{"params": stiefel, "lr": lr_stiefel}, {"params": other, "lr": lr}], momentum=0.9)
+        return CayleySGD(
+            [{"params": stiefel, "lr": lr_stiefel}, {"params": other, "lr": lr}], momentum=0.9
+        )
     if name == "ispalm":
         from deepinv_pnn.training.ispalm import ISPALM
 
@@ -133,7 +137,15 @@ def validate(model: ConvPNN, images: list[torch.Tensor], sigma: float, seed: int
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, losses: list[float]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "losses": losses}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "losses": losses,
+        },
+        tmp,
+    )
     os.replace(tmp, path)
 
 
@@ -194,7 +206,9 @@ def train_convpnn(
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
+        raise ValueError(
+            f"batch_size {batch_size} must be divisible by the number of processes {world}"
+        )
     device = torch.device(device)
     train_files, val_files = split_files(data_dir, val_count)
     images = load_stack(train_files, device)
@@ -220,7 +234,9 @@ def train_convpnn(
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_steps, desc=f"convpnn sigma={sigma:.4g}", initial=start_step, mininterval=20)
+        bar = tqdm(
+            total=max_steps, desc=f"convpnn sigma={sigma:.4g}", initial=start_step, mininterval=20
+        )
     step = start_step
     while True:
         if max_steps is not None:
@@ -243,7 +259,7 @@ def train_convpnn(
         x, y = global_batch(images, step, seed, batch_size, patch_size, sigma)
         x, y = x[rank * local : (rank + 1) * local], y[rank * local : (rank + 1) * local]
 
-        def closure() -> torch.Tensor:
+        def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             loss = torch.mean((model(y, sigma) - x) ** 2)
             loss.backward()
@@ -267,7 +283,13 @@ def train_convpnn(
     seconds = time.time() - t0
     if ckpt is not None and rank == 0:
         _save_checkpoint(ckpt, model, opt, step, losses)
-    metrics = {"steps": step, "seconds": round(seconds, 2), "losses": losses, "sigma": sigma, "optimizer": optimizer}
+    metrics = {
+        "steps": step,
+        "seconds": round(seconds, 2),
+        "losses": losses,
+        "sigma": sigma,
+        "optimizer": optimizer,
+    }
     if rank == 0:
         held_out = load_stack(val_files[:val_images] if val_images else val_files, device)
         metrics.update(
@@ -282,7 +304,13 @@ def train_convpnn(
         if out is not None:
             save_weights(model, out, metadata={"sigma0": sigma, "val_psnr": metrics["val_psnr"]})
             tmp = Path(str(out) + ".json.tmp")
-            tmp.write_text(json.dumps({k: v for k, v in metrics.items() if k != "losses"} | {"losses_tail": losses[-20:]}, indent=1))
+            tmp.write_text(
+                json.dumps(
+                    {k: v for k, v in metrics.items() if k != "losses"}
+                    | {"losses_tail": losses[-20:]},
+                    indent=1,
+                )
+            )
             os.replace(tmp, str(out) + ".json")
     return metrics
 
@@ -306,7 +334,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--losses-out", default=None, help="write the per-step global losses (JSON) here")
+    parser.add_argument(
+        "--losses-out", default=None, help="write the per-step global losses (JSON) here"
+    )
     parser.add_argument("--init", default=None, help="weights file to start from")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--width", type=int, default=64)
@@ -317,14 +347,29 @@ def main(argv: list[str] | None = None) -> dict:
         backend = "nccl" if str(args.device).startswith("cuda") else "gloo"
         dist.init_process_group(backend)
         if str(args.device).startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
         metrics = train_convpnn(
-            args.data_dir, args.out, sigma=args.sigma, minutes=args.minutes, max_steps=args.max_steps,
-            batch_size=args.batch_size, patch_size=args.patch_size, optimizer=args.optimizer, lr=args.lr,
-            lr_stiefel=args.lr_stiefel, val_count=args.val_count, val_images=args.val_images,
-            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
-            device=args.device, seed=args.seed, init=args.init, warmup=args.warmup, model_kwargs={"width": args.width, "n_layers": args.n_layers},
+            args.data_dir,
+            args.out,
+            sigma=args.sigma,
+            minutes=args.minutes,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            patch_size=args.patch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            lr_stiefel=args.lr_stiefel,
+            val_count=args.val_count,
+            val_images=args.val_images,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            device=args.device,
+            seed=args.seed,
+            init=args.init,
+            warmup=args.warmup,
+            model_kwargs={"width": args.width, "n_layers": args.n_layers},
         )
         rank, _ = _world()
         if rank == 0:
