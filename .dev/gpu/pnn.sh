@@ -12,6 +12,7 @@ SIGMAS=${SIGMAS:-"25 0.01"}; INIT_DIR=${INIT_DIR:-deepinv_pnn/weights}
 DATA=${DATA:-.dev/data/bsd400}
 mkdir -p "$OUT/pnn"
 WORK=$(mktemp -d)
+PIDS=()
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 for S in $SIGMAS; do
   if [ "$S" = 25 ]; then SIG=$($PY -c "print(25/255)"); NAME=sigma25; else SIG=0.01; NAME=sigma001; fi
@@ -24,9 +25,10 @@ for S in $SIGMAS; do
     --device "$DEVICE" --minutes "$MINUTES" --seed 0 --sigma "$SIG" --batch-size "$BATCH" \
     --patch-size "$PATCH" --lr-stiefel "$L2" --lr "$L1" "${INIT[@]}" --checkpoint "$WORK/ckpt_$NAME.pt" --checkpoint-every 500 \
     > "$WORK/log_$NAME.txt" 2>&1 &
+  PIDS+=($!)
 done
 STATUS=0
-wait || STATUS=$?
+for PID in "${PIDS[@]}"; do wait "$PID" || STATUS=$?; done
 tail -n 2 "$WORK"/log_*.txt || true
 $PY - "$WORK" "$OUT/pnn" <<'PYEOF'
 import json, sys
