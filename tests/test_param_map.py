@@ -66,7 +66,7 @@ def test_a_few_training_steps_improve_the_psnr(noisy):
     model = small_model(n_iter=16).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(15):
+    for _ in range(8):
         optimizer.zero_grad()
         loss = ((model(y, physics) - x) ** 2).mean()
         loss.backward()

@@ -63,7 +63,21 @@ def test_constant_map_reproduces_deepinv_tv_denoiser(image):
     assert float((out - reference).norm() / reference.norm()) < 1e-4
 
 
-def test_more_iterations_than_training_approach_the_minimiser(image):
+def test_more_iterations_approach_the_minimiser(image):
+    physics = blur_physics()
+    y = physics(image)
+    lam = torch.full_like(y, 0.002)
+    lam[..., :10, :] = 0.02
+    model = UnrolledPDHG(n_iter=32, rho_init=1.9, log_ratio_init=2.0).double()
+    with torch.no_grad():
+        reference = model(y, physics, lam, n_iter=1500)
+        errors = [float((model(y, physics, lam, n_iter=n) - reference).norm() / reference.norm()) for n in (16, 64, 256)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 5e-3
+
+
+@pytest.mark.slow
+def test_unrolled_pdhg_and_deepinv_pdcp_reach_the_same_minimiser(image):
     physics = blur_physics()
     y = physics(image)
     lam = torch.full_like(y, 0.002)

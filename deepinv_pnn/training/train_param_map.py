@@ -38,7 +38,7 @@ from deepinv_pnn.data import ImageFolderDataset, list_images
 from deepinv_pnn.models.param_map import TVParameterMapNet
 from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
 from deepinv_pnn.optim.weighted_tv import weighted_tv_denoise
-from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.pretrained import load_state_dict, save_weights
 from deepinv_pnn.problems import BLUR_STD
 
 VAL_SIGMA = 0.1
@@ -206,6 +206,8 @@ def train(args: argparse.Namespace) -> dict:
     model = TVParameterMapNet(
         n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing
     ).to(device)
+    if args.init:  # continue from earlier weights (same architecture)
+        model.load_state_dict(load_state_dict(args.init, device=device))
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     trainer = BudgetTrainer(
@@ -278,6 +280,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--val-count", type=int, default=68, help="last images held out")
     parser.add_argument("--val-images", type=int, default=0, help="validate on the first N held-out (0: all)")
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--init", default=None, help="start from these weights (continue a run)")
     return parser.parse_args(argv)
 
 
