@@ -48,7 +48,7 @@ class RidgeSolver(dinv.models.Reconstructor):
     >>> import torch, deepinv as dinv
     >>> from deepinv_pnn.optim import ConvexRidgeRegularizer
     >>> from deepinv_pnn.optim.ridge_solver import RidgeSolver
-    >>> physics = dinv.physics.BlurFFT((1, 24, 24), filter=dinv.physics.functional.gaussian_blur(1.0))
+    >>> physics = dinv.physics.BlurFFT((1, 24, 24), filter=dinv.physics.functional.gaussian_blur(sigma=1.0))
     >>> solver = RidgeSolver(ConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3), lambda_reg=0.1)
     >>> solver(physics(torch.rand(1, 1, 24, 24)), physics).shape
     torch.Size([1, 1, 24, 24])

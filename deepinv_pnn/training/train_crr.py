@@ -216,6 +216,7 @@ def parse_args(argv=None, description=__doc__):
     p.add_argument("--tune-evals", type=int, default=40, help="evaluations per noise level")
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate of the convolutions")
     p.add_argument("--lr-spline", type=float, default=None, help="learning rate of the splines")
+    p.add_argument("--lr-scalar", type=float, default=0.005, help="learning rate of log(lambda), log(mu)")
     p.add_argument("--tv2", type=float, default=1e-6)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--train-fraction", type=float, default=0.7, help="share of --minutes spent training")
@@ -241,7 +242,7 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
 
         prior.load_state_dict(load_state_dict(args.init))
     prior = prior.to(device).train()
-    opt = make_optimizer(prior, args.lr, args.lr_spline or args.lr / 20, 0.02)
+    opt = make_optimizer(prior, args.lr, args.lr_spline or args.lr / 20, args.lr_scalar)
     step = 0
     if args.resume and args.checkpoint and Path(args.checkpoint).is_file():
         state = torch.load(args.checkpoint, map_location=device, weights_only=True)
