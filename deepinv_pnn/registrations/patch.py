@@ -36,7 +36,8 @@ def build_wppnet(pretrained: bool | str | None = None, **kwargs):
     from deepinv_pnn.models.wppnet import WPPNet
 
     if pretrained is None:
-        pretrained = (WEIGHTS_DIR / "wppnet_sic_x4.safetensors").is_file() and kwargs.get("features", 64) == 64
+        shipped = {64: "wppnet_sic_x4.safetensors", 16: "wppnet_sic_x4_small.safetensors"}.get(kwargs.get("features", 64))
+        pretrained = shipped is not None and (WEIGHTS_DIR / shipped).is_file()
     return WPPNet(pretrained=pretrained, **kwargs)
 
 
@@ -87,7 +88,7 @@ register(
         kind="reconstructor",
         factory=build_wppnet,
         description="WPPNet: superresolution network trained from LR data + one reference (Altekrueger & Hertrich 2023)",
-        defaults={},
+        defaults={"features": 16},
         problems=("sr",),
         channels=(1,),
     )
