@@ -69,3 +69,14 @@ def test_invalid_arguments_raise():
         MultiConv2d((1, 4), kernel_size=4)
     with pytest.raises(ValueError, match="channels"):
         MultiConv2d((1,), kernel_size=3)
+
+
+def test_collapsed_operator_is_an_exact_adjoint_pair_equal_in_the_interior(conv):
+    x = torch.randn(1, 1, 40, 40, dtype=torch.float64)
+    y = torch.randn(1, 32, 40, 40, dtype=torch.float64)
+    chain = conv(x)
+    conv.collapse = True
+    fast = conv(x)
+    r = 2 * conv.radius
+    assert torch.allclose(fast[..., r:-r, r:-r], chain[..., r:-r, r:-r], atol=1e-10)
+    assert abs(float((conv(x) * y).sum() - (x * conv.adjoint(y)).sum())) < 1e-8

@@ -78,6 +78,8 @@ class MultiConv2d(nn.Module):
             self.weights.append(nn.Parameter(w))
         self._bound_cache: dict = {}
         self._shared = None
+        self.collapse = False
+        self._kernel_cache: dict = {}
         self._u: torch.Tensor | None = None
         self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
 
@@ -101,6 +103,7 @@ class MultiConv2d(nn.Module):
     def clear_cache(self) -> None:
         """Forget the cached norm bound and power-iteration vector."""
         self._bound_cache = {}
+        self._kernel_cache = {}
         self._u = None
 
     # --------------------------------------------------------------- operators
@@ -148,12 +151,31 @@ class MultiConv2d(nn.Module):
         finally:
             self._shared = None
 
+    def _collapsed_kernel(self, dtype) -> torch.Tensor:
+        w = self.weights[0]
+        key = (w.device, dtype, tuple(p._version for p in self.weights))
+        if self._kernel_cache.get("key") != key:
+            with torch.no_grad():
+                kernel = self.impulse_response().flip(-1, -2).to(dtype).contiguous()
+            self._kernel_cache = {"key": key, "value": kernel}
+        return self._kernel_cache["value"]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`W x` for ``x`` of shape ``[B, channels[0], H, W]``."""
+        """:math:`W x` for ``x`` of shape ``[B, channels[0], H, W]``.
+
+        With ``self.collapse = True`` (inference only) the chain is applied as one
+        convolution with its composite kernel (the same filters; the zero padding is then
+        applied once rather than after each layer, which changes :math:`W` within
+        ``radius`` pixels of the border); it is 2-3 times faster on CPU.
+        """
+        if self.collapse:
+            return F.conv2d(x, self._collapsed_kernel(x.dtype), padding=self.radius)
         return self._raw_forward(x, self.kernels()) * self.scale().to(x.dtype)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         r""":math:`W^\top y` for ``y`` of shape ``[B, channels[-1], H, W]``."""
+        if self.collapse:
+            return F.conv_transpose2d(y, self._collapsed_kernel(y.dtype), padding=self.radius)
         return self._raw_adjoint(y, self.kernels()) * self.scale().to(y.dtype)
 
     transpose = adjoint
@@ -167,7 +189,7 @@ class MultiConv2d(nn.Module):
         w = self.weights[0]
         delta = torch.zeros(c_in, c_in, size, size, dtype=w.dtype, device=w.device)
         delta[torch.arange(c_in), torch.arange(c_in), r, r] = 1
-        out = self.forward(delta)  # [C_in(batch), C_out, size, size]
+        out = self._raw_forward(delta, self.kernels()) * self.scale()  # [C_in(batch), C_out, size, size]
         return out.transpose(0, 1)
 
     # -------------------------------------------------------------- norm bound
