@@ -28,7 +28,11 @@ from deepinv_pnn.data import ImageFolderDataset
 from deepinv_pnn.models.param_map import WEIGHTS, TVParameterMapNet
 from deepinv_pnn.pretrained import WEIGHTS_DIR, load_state_dict
 from deepinv_pnn.training.train_param_map import (
-    DEBLUR_NOISE, VAL_SIGMA, make_problem_physics, oracle_scalar_tv, split_files,
+    DEBLUR_NOISE,
+    VAL_SIGMA,
+    make_problem_physics,
+    oracle_scalar_tv,
+    split_files,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
