@@ -166,7 +166,8 @@ class MultiConv2d(nn.Module):
         With ``self.collapse = True`` (inference only) the chain is applied as one
         convolution with its composite kernel (the same filters; the zero padding is then
         applied once rather than after each layer, which changes :math:`W` within
-        ``radius`` pixels of the border); it is 2-3 times faster on CPU.
+        ``radius`` pixels of the border); whether it is faster depends on the device
+        (measure: ``benchmarks/bench_ridge_speed.py`` found no gain on CPU).
         """
         if self.collapse:
             return F.conv2d(x, self._collapsed_kernel(x.dtype), padding=self.radius)

@@ -43,8 +43,8 @@ class RidgeSolver(dinv.models.Reconstructor):
     :param float tol: relative tolerance on the iterates.
     :param tuple box: optional bounds ``(a, b)`` (``None`` for an open side).
     :param bool fast: apply :math:`W` as one convolution with its composite kernel during
-        the solve (``MultiConv2d.collapse``; same filters, padding applied once), 2-3x faster
-        on CPU.
+        the solve (``MultiConv2d.collapse``; same filters, padding applied once); whether it
+        is faster depends on the device.
 
     :Examples:
 
