@@ -45,7 +45,7 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate(flow: WPPFlow, physics, pairs, n_samples: int, device, seed: int = 0) -> list[dict]:
-    """PSNR of the sample mean and corr(std, |error|) on each validation pair."""
+    """PSNR of the sample mean and the correlation of the std map with the absolute error, per validation pair."""
     out = []
     g = torch.Generator(device=device).manual_seed(seed)
     for gt, obs in pairs:
