@@ -56,7 +56,7 @@ def main(argv=None) -> None:
             noisy = [x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(k)) for k, x in enumerate(images)]
             x0, y0 = images[0], noisy[0]
             (scale,), _ = tune_coarse_to_fine(
-                lambda s: psnr(TVDenoiser(scale=s)(y0, sigma), x0), (1.0,), step=2.0, min_step=1.1, max_evals=15
+                lambda s: psnr(TVDenoiser(scale=s)(y0, sigma), x0), (1.0,), step=2.0, min_step=1.1, max_evals=15  # noqa: B023
             )
             rows = {"TV": (TVDenoiser(scale=scale), None)}
             rows.update({k: (v, PUBLISHED[k][0 if level == 15 else 1]) for k, v in models.items()})

@@ -303,19 +303,20 @@ def check_bad_input(component: Component) -> None:
     """Wrong rank, channels, NaN/Inf, non-tensors and negative noise levels are refused."""
     model = _eval(component)
     image_names = ("x", "y", "input", "image")
+    g_param = component.contract.get("g_param")
+    good = contract_image(component.channels[0], _sizes(component))
+    if component.kind == "reconstructor":
+        physics = make_physics(component.problems[0], tuple(good.shape[1:]))
     for what, bad in _bad_inputs(component).items():
         if component.kind == "denoiser":
-            _expect_error(component, what, lambda: model(bad, 0.05), image_names)
+            _expect_error(component, what, lambda bad=bad: model(bad, 0.05), image_names)
         elif component.kind == "prior":
-            g_param = component.contract.get("g_param")
-            _expect_error(component, f"fn({what})", lambda: model.fn(bad, g_param), image_names)
-            _expect_error(component, f"prox({what})", lambda: model.prox(bad, g_param, gamma=0.1), image_names)
-        elif component.kind == "reconstructor":
-            problem = component.problems[0]
-            if what in ("wrong rank", "NaN", "Inf", "not a tensor"):
-                physics = make_physics(problem, tuple(contract_image(component.channels[0], _sizes(component)).shape[1:]))
-                _expect_error(component, what, lambda: model(bad, physics), image_names)
-    good = contract_image(component.channels[0], _sizes(component))
+            _expect_error(component, f"fn({what})", lambda bad=bad: model.fn(bad, g_param), image_names)
+            _expect_error(
+                component, f"prox({what})", lambda bad=bad: model.prox(bad, g_param, gamma=0.1), image_names
+            )
+        elif component.kind == "reconstructor" and what in ("wrong rank", "NaN", "Inf", "not a tensor"):
+            _expect_error(component, what, lambda bad=bad: model(bad, physics), image_names)
     if component.kind == "denoiser":
         _expect_error(component, "negative sigma", lambda: model(good, -0.1), ("sigma",))
     elif component.kind == "prior":

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("denoiser", "prior", "reconstructor", "sampler")
 PROBLEMS = ("denoise", "deblur", "sr", "inpaint")

@@ -20,10 +20,10 @@ and plot the learned potentials :math:`\psi_i` and filters of :math:`W`.
 # ---------------
 # The shipped weights are loaded when present (``pretrained=True``); the registry picks
 # this automatically.
+import deepinv as dinv
 import matplotlib.pyplot as plt
 import torch
 
-import deepinv as dinv
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models import RidgeDenoiser
 from deepinv_pnn.registry import build

@@ -19,9 +19,9 @@ validation pair in practice).
 """
 
 # %%
+import deepinv as dinv
 import torch
 
-import deepinv as dinv
 from deepinv_pnn.data import load_image
 from deepinv_pnn.optim.ridge_solver import RidgeSolver, tune_coarse_to_fine
 from deepinv_pnn.registry import build

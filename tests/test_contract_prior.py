@@ -1,8 +1,8 @@
 """Contract suite: every registered prior."""
 
 import pytest
-
 from contract_params import entries
+
 from deepinv_pnn import contracts
 
 

@@ -1,8 +1,8 @@
 """Contract suite: every registered reconstructor and sampler."""
 
 import pytest
-
 from contract_params import entries
+
 from deepinv_pnn import contracts
 
 

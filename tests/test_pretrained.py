@@ -1,5 +1,7 @@
 """Weights: shipped files, manifest, safe loading."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -34,7 +36,7 @@ def test_plain_state_dict_loads_with_weights_only(tmp_path):
 
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"model": torch.nn.Linear(3, 2)}, tmp_path / "evil.pt")
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         load_pretrained(torch.nn.Linear(3, 2), tmp_path / "evil.pt")
 
 

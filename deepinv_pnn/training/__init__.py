@@ -1,3 +1,3 @@
 """deepinv_pnn.training."""
-from deepinv_pnn.training.manifold import CayleyAdam, CayleySGD
 from deepinv_pnn.training.ispalm import ISPALM
+from deepinv_pnn.training.manifold import CayleyAdam, CayleySGD

@@ -183,7 +183,7 @@ def tune_table(prior: ConvexRidgeRegularizer, images, sigmas, seed: int, max_eva
         def score(lm, mu):
             prior.log_lmbda.data.fill_(math.log(lm))
             prior.log_mu.data.fill_(math.log(mu))
-            return denoise_psnr(prior, images, s, seed, tol=1e-4)
+            return denoise_psnr(prior, images, s, seed, tol=1e-4)  # noqa: B023 (called in this iteration)
 
         best, value = tune_coarse_to_fine(score, (lm0 * ratio, mu0 / ratio), step=2.0, min_step=1.15, max_evals=max_evals)
         results[s] = (best[0], best[1], value)
