@@ -41,6 +41,8 @@ def applicable(problem: str, channels: int, names: list[str] | None = None) -> l
             continue
         if names is not None and component.name not in names:
             continue
+        if names is None and not component.in_demo:
+            continue
         chosen.append(component)
     if names is not None:
         missing = set(names) - {c.name for c in chosen}

@@ -45,6 +45,8 @@ class Component:
         ``prox_tol`` (optimality residual), ``pnp_max_iter``, ``pnp_algorithms``,
         ``any_channels`` (the component accepts any channel count), ``slow`` (``True``
         marks the component's heavy contract checks as slow).
+    :param bool in_demo: run by ``deepinv-pnn demo`` when no methods are named; ``False`` for
+        components whose reconstruction takes minutes on a CPU (they still run when named).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Component:
     channels: tuple = (1, 3)
     solver: dict = field(default_factory=dict)
     contract: dict = field(default_factory=dict)
+    in_demo: bool = True
 
     def build(self, **overrides: Any) -> Any:
         """Build the component with its defaults updated by ``overrides``."""

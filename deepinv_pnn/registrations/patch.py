@@ -63,6 +63,8 @@ register(
         # useful weight is large; the prior is a minimum of quadratics (nonsmooth).
         solver={"algorithm": "PGD", "lambda_reg": 50.0, "max_iter": 100, "stepsize": 1.0},
         contract={"grad_smooth": False, "lambda_reg": 1.0},
+        # a PGD reconstruction re-solves the semi-dual problem at every step: minutes on a CPU
+        in_demo=False,
     )
 )
 
@@ -79,6 +81,8 @@ register(
         # g is smooth (SiLU couplings) but a trained flow is sharply peaked: the L-BFGS prox
         # is checked at a small gamma.
         contract={"prox_gamma": 1e-3, "lambda_reg": 1e-4, "slow": True},
+        # its L-BFGS prox makes a PGD reconstruction take minutes on a CPU
+        in_demo=False,
     )
 )
 
