@@ -166,6 +166,27 @@ def random_crop_flip(
     return x.contiguous()
 
 
+def step_batch(
+    images: list[torch.Tensor], step: int, seed: int, batch: int, crop_size: int
+) -> tuple[torch.Tensor, torch.Generator]:
+    """The random crops (with flips and rotations) of one training step, ``[batch, C, p, p]``.
+
+    The batch depends only on ``(seed, step)``, so a recipe gives the same global batch in one
+    process or split across DDP ranks, and resumes exactly. The generator is returned so that
+    the caller can draw the step's noise from the same stream.
+
+    :param list images: ``[C, H, W]`` tensors to crop from.
+    :param int step: the training step.
+    :param int seed: the run's seed.
+    :param int batch: the global batch size.
+    :param int crop_size: the side ``p`` of the square crops.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    index = torch.randint(0, len(images), (batch,), generator=generator).tolist()
+    crops = [random_crop_flip(images[i], crop_size, True, generator) for i in index]
+    return torch.stack(crops), generator
+
+
 class ImageFolderDataset(Dataset):
     r"""Images of a folder with optional random crops and flips, as ``{"x": tensor}``.
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from deepinv_pnn.data import list_images, load_image
+from deepinv_pnn.data import list_images, load_image, step_batch
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.nn.stiefel import is_stiefel_parameter
 from deepinv_pnn.pretrained import save_weights
@@ -62,19 +62,7 @@ def global_batch(
     images: list[torch.Tensor], step: int, seed: int, batch: int, patch: int, sigma: float
 ):
     """The clean and noisy global batch of step ``step`` (depends only on ``(seed, step)``)."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    idx = torch.randint(0, len(images), (batch,), generator=g)
-    crops = []
-    for i in idx.tolist():
-        im = images[i]
-        h, w = im.shape[-2:]
-        top = int(torch.randint(0, h - patch + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - patch + 1, (1,), generator=g))
-        c = im[:, top : top + patch, left : left + patch]
-        if torch.rand(1, generator=g) < 0.5:
-            c = c.flip(-1)
-        crops.append(torch.rot90(c, int(torch.randint(0, 4, (1,), generator=g)), dims=(-2, -1)))
-    x = torch.stack(crops)
+    x, g = step_batch(images, step, seed, batch, patch)
     noise = torch.randn(x.shape, generator=g).to(x.device)
     return x, x + sigma * noise
 

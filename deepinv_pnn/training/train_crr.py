@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from deepinv_pnn.data import list_images, load_image
+from deepinv_pnn.data import list_images, load_image, step_batch
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, ConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
@@ -71,19 +71,7 @@ def load_stack(files, device) -> list[torch.Tensor]:
 
 def batch_of_step(images, step: int, seed: int, batch: int, patch: int):
     """Clean crops of the global batch of ``step`` and the generator that made them."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    idx = torch.randint(0, len(images), (batch,), generator=g).tolist()
-    crops = []
-    for i in idx:
-        im = images[i]
-        h, w = im.shape[-2:]
-        top = int(torch.randint(0, h - patch + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - patch + 1, (1,), generator=g))
-        c = im[:, top : top + patch, left : left + patch]
-        if torch.rand(1, generator=g) < 0.5:
-            c = c.flip(-1)
-        crops.append(torch.rot90(c, int(torch.randint(0, 4, (1,), generator=g)), dims=(-2, -1)))
-    return torch.stack(crops), g
+    return step_batch(images, step, seed, batch, patch)
 
 
 def rank_slice(x: torch.Tensor) -> torch.Tensor:
