@@ -72,3 +72,14 @@ def test_patch_dataset_counts_and_values():
     assert len(flat) == 5 and flat[0]["x"].shape == (16,)
     with pytest.raises(ValueError, match="patch_size"):
         PatchDataset(image, patch_size=11)
+
+
+def test_step_batch_depends_only_on_seed_and_step():
+    from deepinv_pnn.data import step_batch
+
+    images = [torch.rand(1, 30, 40, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    first, _ = step_batch(images, step=7, seed=1, batch=5, crop_size=12)
+    again, _ = step_batch(images, step=7, seed=1, batch=5, crop_size=12)
+    other, _ = step_batch(images, step=8, seed=1, batch=5, crop_size=12)
+    assert first.shape == (5, 1, 12, 12)
+    assert torch.equal(first, again) and not torch.equal(first, other)
