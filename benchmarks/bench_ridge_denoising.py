@@ -1,17 +1,29 @@
-"""Denoising PSNR of the shipped CRR-NN and WCRR-NN at sigma = 15 and 25 (/255).
+"""Denoising PSNR of the CRR-NN and WCRR-NN at sigma = 15 and 25 (/255), tuned on validation images only.
 
-Test sets: the held-out BSD400 images (the last ``--n`` of the 68 held out by the training
-recipes, with ``--data-dir``) and embedded scikit-image images (128x128). Peer measured in
-the same run: the TV denoiser (``tv-denoiser``, threshold tuned per noise level on the first
-image). The published BSD68 means (Goujon et al.) are printed for reference only; BSD68 is
-a different test set.
+Split of the BSD400 folder (``--data-dir``, sorted, as the training recipes use it):
+``test_001..test_324`` training, ``test_325..test_332`` validation (held out from the
+training of the shipped CRR-NN), ``test_333..test_400`` test (68 images, the first ``--n``
+are used). A second test set: embedded scikit-image images (128x128).
 
-    python benchmarks/bench_ridge_denoising.py [--quick] [--data-dir .../bsd400] [--n 68]
+Protocol: for each model and noise level, free parameters are tuned on ``--val-crops``
+64x64 centre crops of the validation images, never on a test image: the CRR-NN's
+:math:`(\\lambda, \\mu)` by the coarse-to-fine search from the stored table
+(``--no-retune`` uses the stored table as is), the TV denoiser's threshold likewise. The
+WCRR-NN is conditioned on the noise level and has nothing to tune. The test images are
+then denoised with the exact prox solved to the relative tolerance ``--tol``. Noise is
+seeded per image. The published BSD68 means (Goujon et al.) are printed for reference
+only: BSD68 is a different test set (481x321 images).
+
+    python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 --n 68 \\
+        [--models crr wcrr tv] [--crr-weights FILE] [--json out.json]
+    python benchmarks/bench_ridge_denoising.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import time
 
 import torch
@@ -24,49 +36,126 @@ from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
 
 PUBLISHED = {"CRR-NN": (30.55, 28.10), "WCRR-NN": (31.21, 28.68)}
 EMBEDDED = ("camera", "coins", "moon", "brick", "text", "clock", "page", "grass")
+TEST_COUNT, VALIDATION_COUNT = 68, 8
 
 
-def psnr(x, ref):
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / (x - ref).pow(2).mean()))
+
+
+def noisy_copies(images, sigma: float, offset: int = 0):
+    return [x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(offset + k))
+            for k, x in enumerate(images)]
+
+
+def set_crr_parameters(prior: ConvexRidgeRegularizer, sigma: float, lmbda: float, mu: float) -> None:
+    """Write (lambda, mu) into the table at the grid point ``sigma`` (exact there)."""
+    index = int(torch.argmin((prior.sigma_grid - sigma).abs()))
+    if abs(float(prior.sigma_grid[index]) - sigma) > 1e-6:
+        raise ValueError(f"sigma {sigma * 255:.1f}/255 is not a grid point of the table")
+    prior.lmbda_table[index] = lmbda
+    prior.mu_table[index] = mu
+
+
+def mean_psnr(denoise, images, noisy, sigma: float) -> float:
+    with torch.no_grad():
+        return sum(psnr(denoise(y, sigma), x) for x, y in zip(images, noisy)) / len(images)
+
+
+def tune_crr(prior: ConvexRidgeRegularizer, crops, sigma: float, evals: int) -> tuple[float, float, float]:
+    """Coarse-to-fine (lambda, mu) on the validation crops, from the stored table."""
+    noisy = torch.cat(noisy_copies(crops, sigma, offset=10_000))
+    clean = torch.cat(crops)
+    index = int(torch.argmin((prior.sigma_grid - sigma).abs()))
+    start = (float(prior.lmbda_table[index]), float(prior.mu_table[index]))
+
+    def score(lmbda, mu):
+        set_crr_parameters(prior, sigma, lmbda, mu)
+        with torch.no_grad():
+            out = prior.prox(noisy, sigma, tol=1e-4, max_iter=3000)
+        return sum(psnr(o, c) for o, c in zip(out, clean)) / len(crops)
+
+    (lmbda, mu), value = tune_coarse_to_fine(score, start, step=1.6, min_step=1.1, max_evals=evals)
+    set_crr_parameters(prior, sigma, lmbda, mu)
+    return lmbda, mu, value
+
+
+def tune_tv(crops, sigma: float) -> float:
+    noisy = noisy_copies(crops, sigma, offset=10_000)
+    (scale,), _ = tune_coarse_to_fine(
+        lambda s: mean_psnr(TVDenoiser(scale=s), crops, noisy, sigma), (1.0,), step=2.0, min_step=1.05, max_evals=15
+    )
+    return scale
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 embedded 64x64 images only")
+    parser.add_argument("--quick", action="store_true", help="3 embedded 64x64 images, stored tables, no BSD400")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--n", type=int, default=68)
-    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--n", type=int, default=68, help="test images used (of the 68)")
+    parser.add_argument("--tol", type=float, default=1e-5, help="relative tolerance of the test prox")
+    parser.add_argument("--models", nargs="+", default=["crr", "wcrr", "tv"], choices=["crr", "wcrr", "tv"])
+    parser.add_argument("--crr-weights", default=None, help="CRR-NN weights file (default: the shipped ones)")
+    parser.add_argument("--wcrr-weights", default=None, help="WCRR-NN weights file (default: the shipped ones)")
+    parser.add_argument("--val-crops", type=int, default=4, help="validation crops used for tuning")
+    parser.add_argument("--tune-evals", type=int, default=18)
+    parser.add_argument("--no-retune", action="store_true", help="use the stored (lambda, mu) table")
+    parser.add_argument("--no-embedded", action="store_true")
+    parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    sets = {}
+    torch.set_num_threads(args.threads)
+
+    sets, crops = {}, []
     if args.quick:
         sets["embedded 64x64"] = [load_image(n, size=64) for n in EMBEDDED[:3]]
+        args.no_retune = True
     else:
-        sets["embedded 128x128"] = [load_image(n, size=128) for n in EMBEDDED]
+        if not args.no_embedded:
+            sets["embedded 128x128"] = [load_image(n, size=128) for n in EMBEDDED]
         if args.data_dir:
-            files = list_images(args.data_dir)[-68:][: args.n]
-            sets[f"BSD400 held-out ({len(files)})"] = [load_image(f) for f in files]
-    models = {
-        "CRR-NN": RidgeDenoiser(ConvexRidgeRegularizer(pretrained=True).eval(), tol=args.tol, max_iter=3000),
-        "WCRR-NN": RidgeDenoiser(WeaklyConvexRidgeRegularizer(pretrained=True).eval(), tol=args.tol, max_iter=3000),
-    }
-    print(f"{'test set':<24} {'sigma':>5} {'method':<10} {'PSNR':>7} {'seconds':>8} {'published BSD68':>16}")
-    for set_name, images in sets.items():
-        for level in (15, 25):
-            sigma = level / 255
-            noisy = [x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(k)) for k, x in enumerate(images)]
-            x0, y0 = images[0], noisy[0]
-            (scale,), _ = tune_coarse_to_fine(
-                lambda s: psnr(TVDenoiser(scale=s)(y0, sigma), x0), (1.0,), step=2.0, min_step=1.1, max_evals=15  # noqa: B023
-            )
-            rows = {"TV": (TVDenoiser(scale=scale), None)}
-            rows.update({k: (v, PUBLISHED[k][0 if level == 15 else 1]) for k, v in models.items()})
-            for method, (model, published) in rows.items():
+            files = list_images(args.data_dir)
+            test_files = files[-TEST_COUNT:][: args.n]
+            val_files = files[-TEST_COUNT - VALIDATION_COUNT : -TEST_COUNT]
+            sets[f"BSD400 test ({test_files[0].stem}..{test_files[-1].stem})"] = [load_image(f) for f in test_files]
+            crops = [load_image(f)[..., 58:122, 58:122] for f in val_files[: args.val_crops]]
+    if not crops and not args.no_retune:
+        raise SystemExit("tuning needs --data-dir (validation images); or pass --no-retune")
+
+    models = {}
+    if "crr" in args.models:
+        models["CRR-NN"] = ConvexRidgeRegularizer(pretrained=args.crr_weights or True).eval()
+    if "wcrr" in args.models:
+        models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval()
+    results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}}
+    for level in (15, 25):
+        sigma = level / 255
+        denoisers = {}
+        if "tv" in args.models:
+            scale = tune_tv(crops, sigma) if crops else 1.0
+            results["tuned"][f"TV sigma{level}"] = scale
+            denoisers["TV"] = TVDenoiser(scale=scale)
+        for name, prior in models.items():
+            if name == "CRR-NN" and not args.no_retune:
                 start = time.perf_counter()
-                with torch.no_grad():
-                    values = [psnr(model(y, sigma), x) for x, y in zip(images, noisy)]
+                lmbda, mu, value = tune_crr(prior, crops, sigma, args.tune_evals)
+                results["tuned"][f"CRR-NN sigma{level}"] = [lmbda, mu, value]
+                print(f"tuned CRR-NN sigma {level}: lambda {lmbda:.4g} mu {mu:.4g} "
+                      f"(validation {value:.2f} dB, {time.perf_counter() - start:.0f} s)", flush=True)
+            denoisers[name] = RidgeDenoiser(prior, tol=args.tol, max_iter=5000)
+        for set_name, images in sets.items():
+            noisy = noisy_copies(images, sigma)
+            for method, denoiser in denoisers.items():
+                start = time.perf_counter()
+                value = mean_psnr(denoiser, images, noisy, sigma)
                 seconds = time.perf_counter() - start
-                ref = f"{published:.2f}" if published else "-"
-                print(f"{set_name:<24} {level:>5} {method:<10} {sum(values) / len(values):>7.2f} {seconds:>8.1f} {ref:>16}")
+                published = PUBLISHED.get(method, (math.nan, math.nan))[0 if level == 15 else 1]
+                results["psnr"][f"{set_name} | sigma {level} | {method}"] = round(value, 3)
+                print(f"{set_name:<34} {level:>5} {method:<8} {value:>7.2f} dB {seconds:>7.1f} s"
+                      f"   published BSD68 {published:.2f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
 
 
 if __name__ == "__main__":
