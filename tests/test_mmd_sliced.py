@@ -148,6 +148,43 @@ def test_chunking_does_not_change_the_result():
     assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-7)
 
 
+def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch):
+    from deepinv_pnn.sampling import sliced_mmd_cpu
+
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(130, 6, generator=gen) * 3
+    y = torch.randn(90, 6, generator=gen) + 0.5
+    x[0] = 0.0  # projects to signed zeros in the packed keys
+    xi = random_directions(6, 11, gen)
+    # blocks of 2 projections and 3 memory chunks: every loop boundary of the kernel
+    monkeypatch.setattr(sliced_mmd_cpu, "_BLOCK_ELEMENTS", 2 * 220)
+    value, gx, gy = sliced_mmd_cpu.sliced_cpu_float32(x, y, xi, True, True, memory_budget=8 * 220 * 4)
+    ref, ref_gx, ref_gy = (t.float() for t in _float64_path(x, y, xi))
+    assert float(value) == pytest.approx(float(ref), rel=1e-6)
+    assert float((gx - ref_gx).abs().max()) < 1e-6 * float(ref_gx.abs().max())
+    assert float((gy - ref_gy).abs().max()) < 1e-6 * float(ref_gy.abs().max())
+    # the public function routes float32 CPU inputs through this kernel
+    v2, g2 = sliced_mmd_riesz(x, y, projections=xi, scale=1.0, return_grad=True)
+    assert float(v2) == pytest.approx(float(value) / 11, rel=1e-6) and torch.allclose(g2, gx / 11)
+
+
+def test_cpu_float32_kernel_value_is_exact_with_tied_points():
+    from deepinv_pnn.sampling.sliced_mmd_cpu import sliced_cpu_float32
+
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randint(-3, 4, (200, 1), generator=gen).float()  # many ties, within and across
+    y = torch.randint(-2, 6, (150, 1), generator=gen).float()
+    value, gx, _ = sliced_cpu_float32(x, y, torch.ones(1, 1), True, False, 1e6)
+    assert float(value) == pytest.approx(float(mmd_riesz(x.double(), y.double())), rel=1e-5)
+    assert torch.isfinite(gx).all() and float(gx.abs().max()) <= 2 / 200 * (2 + 1 / 200)
+
+
+def _float64_path(x, y, xi):
+    from deepinv_pnn.sampling.sliced_mmd import _sliced
+
+    return _sliced(x.double(), y.double(), xi.double(), True, True, 1e9)
+
+
 def test_local_projections_are_unit_vectors_on_patches():
     xi = local_projections((2, 9, 7), 3, 50, torch.Generator().manual_seed(0))
     assert xi.shape == (2 * 9 * 7, 50)
