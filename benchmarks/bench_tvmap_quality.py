@@ -12,6 +12,10 @@ their difference (target: mean >= 0.8 dB), and the scale stability: the PSNR cha
 
     python benchmarks/bench_tvmap_quality.py [--quick] [--device cuda] [--json out.json]
         [--weights-denoise PATH] [--weights-deblur PATH] [--data-dir DIR]
+        [--oracle-cache oracle.json] [--csv per_image.csv]
+
+The oracle does not depend on the weights: ``--oracle-cache`` stores it per (problem,
+image, oracle iterations) and reuses it when other weights are evaluated.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def load_model(path: str | None, problem: str, device) -> TVParameterMapNet:
 
 
 @torch.no_grad()
-def run(problem: str, model, files, device, oracle_iter: int) -> list[dict]:
+def run(problem: str, model, files, device, oracle_iter: int, cache: dict | None = None) -> list[dict]:
     psnr = dinv.metric.PSNR()
     sigma = VAL_SIGMA if problem == "denoise" else DEBLUR_NOISE
     rows = []
@@ -64,7 +68,13 @@ def run(problem: str, model, files, device, oracle_iter: int) -> list[dict]:
         out = model(y, physics)
         out10 = model(10 * y, physics) / 10
         p_map, p_map10 = float(psnr(out, x)), float(psnr(out10, x))
-        p_oracle, lam = oracle_scalar_tv(y, physics, x, n_iter=oracle_iter)
+        key = f"{problem}/{Path(path).name}/{oracle_iter}"
+        if cache is not None and key in cache:
+            p_oracle, lam = cache[key]
+        else:
+            p_oracle, lam = oracle_scalar_tv(y, physics, x, n_iter=oracle_iter)
+            if cache is not None:
+                cache[key] = (p_oracle, lam)
         rows.append({
             "file": Path(path).name, "map_tv": p_map, "oracle_tv": p_oracle, "gain": p_map - p_oracle,
             "oracle_lambda": lam, "scale10_change": abs(p_map10 - p_map), "input": float(psnr(y, x)),
@@ -86,17 +96,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--weights-deblur", default=None)
     parser.add_argument("--oracle-iter", type=int, default=600)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--oracle-cache", default=None, help="JSON file of oracle results (read and updated)")
+    parser.add_argument("--csv", default=None, help="write the per-image table here")
     args = parser.parse_args(argv)
     data = Path(args.data_dir) if args.data_dir else next(p for p in DATA_CANDIDATES if p.is_dir())
     _, val_files = split_files(str(data), 68)
     n_images = 3 if args.quick else args.n_images
     oracle_iter = 150 if args.quick else args.oracle_iter
     report = {"command": "python benchmarks/bench_tvmap_quality.py " + " ".join(argv or []), "problems": {}}
+    cache_path = Path(args.oracle_cache) if args.oracle_cache else None
+    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else ({} if cache_path else None)
     for problem in args.problems:
         weights = getattr(args, f"weights_{problem}")
         model = load_model(weights, problem, args.device)
         start = time.time()
-        rows = run(problem, model, val_files[:n_images], args.device, oracle_iter)
+        rows = run(problem, model, val_files[:n_images], args.device, oracle_iter, cache)
+        if cache_path:
+            cache_path.write_text(json.dumps(cache, indent=0))
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("map_tv", "oracle_tv", "gain", "input")}
         worst_scale = max(r["scale10_change"] for r in rows)
         report["problems"][problem] = {"mean": mean, "max_scale10_change": worst_scale, "n_images": len(rows),
@@ -109,6 +125,18 @@ def main(argv=None) -> dict:
               f"{m['gain']:+.2f} | {r['max_scale10_change']:.1e} |")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.csv:
+        problems = list(report["problems"])
+        lines = ["image," + ",".join(f"{p} input,{p} map-TV,{p} oracle TV,{p} oracle lambda,{p} gain" for p in problems)]
+        per = {p: {r["file"]: r for r in report["problems"][p]["per_image"]} for p in problems}
+        for name in per[problems[0]]:
+            cells = [name]
+            for p in problems:
+                r = per[p][name]
+                cells += [f"{r['input']:.2f}", f"{r['map_tv']:.2f}", f"{r['oracle_tv']:.2f}",
+                          f"{r['oracle_lambda']:.5f}", f"{r['gain']:+.2f}"]
+            lines.append(",".join(cells))
+        Path(args.csv).write_text("\n".join(lines) + "\n")
     return report
 
 

@@ -136,3 +136,46 @@ def test_bad_inputs_name_the_argument(noisy):
         model(bad, physics)
     with pytest.raises(ValueError, match="output"):
         TVParameterMapNet(output="relu")
+
+
+def _k_sqnorm(physics, x_like, n_iter=60):
+    """||K||^2 for K = [A; nabla] by power iteration on A^T A + nabla^T nabla."""
+    from deepinv_pnn.optim.weighted_tv import nabla, nabla_adjoint
+
+    u = torch.randn(x_like.shape, generator=torch.Generator().manual_seed(0))
+    for _ in range(n_iter):
+        v = physics.A_adjoint(physics.A(u)) + nabla_adjoint(nabla(u))
+        value = float((u * v).sum() / (u * u).sum())
+        u = v / v.norm()
+    return value
+
+
+def test_mri_complex_data_runs_with_the_step_condition():
+    """deepinv's MRI (complex data as 2 real channels, undersampling mask): shapes, dtype,
+    one map per real/imaginary channel, and sigma*tau*||K||^2 < 1 before and after training steps
+    with a huge learning rate."""
+    x = load_image("shepp_logan_phantom", size=(24, 24))
+    x = torch.cat([x, 0.5 * x.flip(-1)], dim=1)  # real and imaginary parts
+    mask = torch.zeros(24, 24)
+    mask[:, ::3] = 1
+    mask[:, 9:15] = 1
+    physics = dinv.physics.MRI(mask=mask, img_size=(1, 2, 24, 24))
+    physics.noise_model = dinv.physics.GaussianNoise(0.01, rng=torch.Generator().manual_seed(0))
+    y = physics(x)
+    model = small_model(n_iter=10).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.5)
+    k_sqnorm = _k_sqnorm(physics, x)
+    assert 8.5 < k_sqnorm < 9.02  # ||A||^2 = 1, ||nabla||^2 close to 8
+    for _ in range(3):
+        with torch.no_grad():
+            tau, sigma, rho = model.pdhg.parameters_pdhg(model.pdhg.operator_sqnorm(physics, x))
+        assert float(tau * sigma) * k_sqnorm < 1 and 0 < float(rho) < 2
+        optimizer.zero_grad()
+        ((model(y, physics) - x) ** 2).mean().backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out, lam = model(y, physics, return_map=True)
+    assert out.shape == x.shape == lam.shape and out.dtype == x.dtype == lam.dtype == torch.float32
+    assert torch.isfinite(out).all() and (lam >= 0).all()
+    assert not torch.equal(lam[:, 0], lam[:, 1])  # one map per channel

@@ -35,3 +35,21 @@ def test_tiny_training_run_writes_weights_and_metrics(folder, tmp_path, problem)
     pack({problem: str(out)}, str(packed))
     (split,) = unpack(str(packed), str(tmp_path / "split"))
     assert TVParameterMapNet(pretrained=str(split)).n_iter == 4
+
+
+def test_psnr_loss_and_step_limit(folder, tmp_path):
+    import deepinv as dinv
+    import torch
+
+    from deepinv_pnn.training.train_param_map import NegPSNRLoss
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x_net = x + 0.1 * torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(NegPSNRLoss()(x_net, x), -dinv.metric.PSNR()(x_net, x), atol=1e-4)
+    out = tmp_path / "t.safetensors"
+    metrics = train(parse_args([
+        "--data-dir", str(folder), "--out", str(out), "--minutes", "5", "--max-steps", "3", "--loss", "psnr",
+        "--n-iter", "4", "--crop", "32", "--batch", "2", "--widths", "4", "8", "--val-count", "2",
+    ]))
+    assert metrics["train_steps"] == 3 and len(metrics["train_losses"]) == 3
+    assert all(-60 < v < 0 for v in metrics["train_losses"])  # minus a PSNR in dB

@@ -43,6 +43,9 @@ from deepinv_pnn.problems import BLUR_STD
 
 VAL_SIGMA = 0.1
 DEBLUR_NOISE = 0.01
+#: initial constant normalised map per problem: a typical oracle scalar lambda over rms(x0)
+#: (held-out BSD400: about 0.04-0.08 / 0.45 at sigma 0.1; about 0.001 / 0.45 for the blur)
+MAP_INIT = {"denoise": 0.1, "deblur": 0.0025}
 
 
 def make_problem_physics(problem: str, img_size: tuple, sigma: float, device, seed: int = 0):
@@ -128,6 +131,16 @@ def oracle_scalar_tv(y: torch.Tensor, physics, x: torch.Tensor, n_iter: int = 60
     return float(scores[best]), float(grid[best])
 
 
+class NegPSNRLoss(torch.nn.Module):
+    r"""Per-image :math:`10\log_{10}\mathrm{MSE}(\hat x_i, x_i)`, i.e. minus the PSNR up to a
+    constant: its batch mean is the mean PSNR the acceptance measures. With the plain MSE
+    the noisiest and most textured crops dominate the loss."""
+
+    def forward(self, x_net: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mse = (x_net - x).square().flatten(1).mean(1)
+        return 10 * torch.log10(mse + 1e-10)
+
+
 class BudgetTrainer(dinv.Trainer):
     """A :class:`deepinv.Trainer` that stops after a wall-clock budget (synchronised over
     DDP ranks), anneals the learning rate with a cosine in time, and re-draws the random
@@ -140,11 +153,15 @@ class BudgetTrainer(dinv.Trainer):
     pdhg: torch.nn.Module | None = None
     n_iter_range: tuple = ()
     iter_rng: torch.Generator | None = None
+    max_steps: int = 0
+    losses_seen: list | None = None
 
     def setup_train(self, train: bool = True, **kwargs):
         super().setup_train(train=train, **kwargs)
         self._start = time.time()
         self._epoch_counter = 0
+        self._steps = 0
+        self.losses_seen = []
 
     def reset_metrics(self):
         # called by Trainer.train at the start of every epoch, before the loaders are iterated
@@ -158,7 +175,9 @@ class BudgetTrainer(dinv.Trainer):
     def step(self, epoch, progress_bar, train_ite=None, train=True, **kwargs):
         if train:
             fraction = (time.time() - self._start) / self.budget_s
-            over = torch.tensor(float(fraction >= 1.0), device=self.device)
+            self._steps += 1
+            last = fraction >= 1.0 or (self.max_steps > 0 and self._steps >= self.max_steps)
+            over = torch.tensor(float(last), device=self.device)
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(over, op=dist.ReduceOp.MAX)
             if over.item() > 0:
@@ -170,11 +189,22 @@ class BudgetTrainer(dinv.Trainer):
                 # a fixed early stopping and keeps its variational meaning
                 low, high = self.n_iter_range
                 self.pdhg.n_iter = int(torch.randint(low, high + 1, (1,), generator=self.iter_rng))
-        return super().step(epoch, progress_bar, train_ite=train_ite, train=train, **kwargs)
+        out = super().step(epoch, progress_bar, train_ite=train_ite, train=train, **kwargs)
+        if train:  # the batch loss, averaged over the DDP ranks (the loss of the global batch)
+            loss = torch.tensor(float(self.logs_total_loss_train.val), dtype=torch.float64)
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(loss)
+                loss /= dist.get_world_size()
+            self.losses_seen.append(float(loss))
+        return out
 
 
 def train(args: argparse.Namespace) -> dict:
     """Train, save the weights (rank 0) and return the validation metrics."""
+    if getattr(args, "map_init", None) is None:
+        args.map_init = MAP_INIT[args.problem]
+    if os.environ.get("OMP_NUM_THREADS"):  # obey the thread budget (also under torchrun)
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     device = torch.device(args.device)
@@ -187,11 +217,14 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed + rank)
     train_files, val_files = split_files(args.data_dir, args.val_count)
     dataset = ImageFolderDataset(files=train_files, crop_size=args.crop, flips=True, seed=args.seed)
-    sampler = torch.utils.data.distributed.DistributedSampler(dataset, seed=args.seed) if distributed else None
+    # the same sampler with one process: N processes with batch b see, step by step, the
+    # images and crops of one process with batch N*b (only the noise realisations differ)
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        dataset, num_replicas=dist.get_world_size() if distributed else 1, rank=rank, seed=args.seed
+    )
     loader = torch.utils.data.DataLoader(
         # no drop_last: deepinv's Trainer already skips the last batch when drop_last is set
-        dataset, batch_size=args.batch, shuffle=sampler is None, sampler=sampler, drop_last=False,
-        generator=torch.Generator().manual_seed(args.seed),
+        dataset, batch_size=args.batch, sampler=sampler, drop_last=False,
     )
     if args.problem == "denoise":
         physics = make_problem_physics("denoise", (1, args.crop, args.crop), args.sigma_max, device, args.seed + rank)
@@ -204,7 +237,7 @@ def train(args: argparse.Namespace) -> dict:
         generator = None
     n_iter_max = max(args.n_iter, args.n_iter_max or args.n_iter)
     model = TVParameterMapNet(
-        n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing
+        n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing, map_init=args.map_init
     ).to(device)
     if args.init:  # continue from earlier weights (same architecture)
         model.load_state_dict(load_state_dict(args.init, device=device))
@@ -213,13 +246,15 @@ def train(args: argparse.Namespace) -> dict:
     trainer = BudgetTrainer(
         model=net, physics=physics, physics_generator=generator, optimizer=optimizer,
         train_dataloader=loader, epochs=10**6, online_measurements=True,
-        losses=dinv.loss.SupLoss(), metrics=dinv.metric.PSNR(), device=device, save_path=None,
+        losses=dinv.loss.SupLoss(metric=NegPSNRLoss() if args.loss == "psnr" else None),
+        metrics=dinv.metric.PSNR(), device=device, save_path=None,
         verbose=rank == 0, show_progress_bar=rank == 0, plot_images=False, grad_clip=1.0, check_grad=True,
     )
     trainer.budget_s = 60.0 * args.minutes
     trainer.lr0 = args.lr
     trainer.datasets = (dataset,)
-    trainer.samplers = (sampler,) if sampler is not None else ()
+    trainer.samplers = (sampler,)
+    trainer.max_steps = args.max_steps
     trainer.pdhg = model.pdhg
     trainer.n_iter_range = (args.n_iter, n_iter_max)
     trainer.iter_rng = torch.Generator().manual_seed(args.seed)
@@ -245,7 +280,8 @@ def train(args: argparse.Namespace) -> dict:
             "val_images": len(results),
             "val_noise": VAL_SIGMA if args.problem == "denoise" else DEBLUR_NOISE,
             "train_seconds": seconds,
-            "train_steps": int(trainer.max_batch_steps) if trainer.max_batch_steps < 10**10 else None,
+            "train_steps": trainer._steps,
+            "train_losses": trainer.losses_seen,
             "pdhg_tau_sigma_rho_for_sqnorm1": [tau, sigma, rho],
             "per_image": results,
             "config": config,
@@ -280,7 +316,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--val-count", type=int, default=68, help="last images held out")
     parser.add_argument("--val-images", type=int, default=0, help="validate on the first N held-out (0: all)")
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument(
+        "--loss", choices=("mse", "psnr"), default="mse",
+        help="mse: mean squared error over the batch; psnr: mean over images of 10 log10 MSE (minus the mean PSNR)",
+    )
+    parser.add_argument(
+        "--map-init", type=float, default=None,
+        help="initial constant normalised map (the map over rms(A^T y / |A|^2) |A|^2); default: "
+        "0.1 for denoise (a typical oracle lambda at sigma 0.1), 0.0025 for deblur",
+    )
     parser.add_argument("--init", default=None, help="start from these weights (continue a run)")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only the time budget)")
     return parser.parse_args(argv)
 
 
