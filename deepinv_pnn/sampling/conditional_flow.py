@@ -15,6 +15,13 @@ The conditioning vector is computed from the observation and the operator as
 inpainting this is the observed image with the missing pixels set to :math:`-\kappa`, so
 one model serves every mask; for a blur with a normalised kernel or for denoising it is
 :math:`A^\top y`.
+
+With ``consistent_latent=True`` the latent points are made consistent with the observation,
+:math:`z = w + A^\dagger (y - A w)` with :math:`w = m + s e`, :math:`e \sim \mathcal N(0, I)`
+(for inpainting: the observed pixels are copied, the missing ones are noise around the
+training mean :math:`m`), in training and in sampling alike; the chain then only has to
+learn how the observed part determines the rest. On the 8x8 digits this gains about 1 dB
+of posterior-mean PSNR at equal training time (``docs/userguide/mmd.rst``).
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class ConditionalMMDFlow(nn.Module):
     :param float latent_std: the standard deviation of the latent Gaussian (around the
         training mean).
     :param float cond_weight: the weight :math:`\lambda` of the conditioning in the joint kernel.
+    :param bool consistent_latent: start from latent points consistent with the observation
+        (see the module docstring); training then needs the observations and the physics.
     :param pretrained: ``True`` or a path: load weights.
 
     :Examples:
@@ -73,6 +82,7 @@ class ConditionalMMDFlow(nn.Module):
         hidden: int = 256,
         latent_std: float = 0.5,
         cond_weight: float = 1.0,
+        consistent_latent: bool = False,
         pretrained: bool | str | None = None,
         default_file: str | None = None,
     ):
@@ -82,6 +92,7 @@ class ConditionalMMDFlow(nn.Module):
         self.latent_std = float(latent_std)
         # a buffer, so that the weights file carries the kernel weight the chain was trained with
         self.register_buffer("cond_scale", torch.tensor(float(cond_weight)))
+        self.register_buffer("consistent", torch.tensor(float(bool(consistent_latent))))
         self.networks = nn.ModuleList(
             DisplacementMLP(self.dim, hidden, cond_dim=self.dim) for _ in range(int(n_stages))
         )
@@ -94,6 +105,23 @@ class ConditionalMMDFlow(nn.Module):
     @property
     def cond_weight(self) -> float:
         return float(self.cond_scale)
+
+    @property
+    def consistent_latent(self) -> bool:
+        return bool(self.consistent > 0)
+
+    def latent(
+        self, e: torch.Tensor, y: torch.Tensor | None = None, physics: dinv.physics.LinearPhysics | None = None
+    ) -> torch.Tensor:
+        r"""Latent points :math:`w = m + s e` for standard normal ``e`` ``[n, d]``, made consistent
+        with the observations ``y`` (``n`` of them, ``[n, ...]``) if ``consistent_latent``."""
+        w = self.latent_mean + self.latent_std * e
+        if not self.consistent_latent:
+            return w
+        if y is None or physics is None:
+            raise ValueError("a consistent latent needs the observations y and the physics")
+        img = w.reshape((len(w),) + self.img_shape)
+        return (img + physics.A_dagger(y - physics.A(img))).reshape(len(w), -1)
 
     def transport(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Push latent points ``z`` ``[n, d]`` through the chain given conditions ``cond`` ``[n, k]``."""
@@ -120,7 +148,8 @@ class ConditionalMMDFlow(nn.Module):
         b = len(y)
         gen = None if seed is None else torch.Generator(device=param.device).manual_seed(int(seed))
         e = torch.randn(int(n_samples) * b, self.dim, generator=gen, device=param.device, dtype=param.dtype)
-        z = self.latent_mean + self.latent_std * e
+        reps = (int(n_samples),) + (1,) * (y.dim() - 1)
+        z = self.latent(e, y.to(param).repeat(reps), physics) if self.consistent_latent else self.latent(e)
         x = self.transport(z, cond.repeat(int(n_samples), 1))
         return x.reshape((int(n_samples), b) + self.img_shape)
 
@@ -131,17 +160,26 @@ class ConditionalMMDFlow(nn.Module):
         samples = self.sample(y, physics, n_samples, seed)
         return {"samples": samples, "mean": samples.mean(0), "std": samples.std(0, unbiased=n_samples > 1)}
 
-    def fit(self, x: torch.Tensor, cond: torch.Tensor, seed: int = 0, **kwargs) -> list[dict]:
+    def fit(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        seed: int = 0,
+        y: torch.Tensor | None = None,
+        physics: dinv.physics.LinearPhysics | None = None,
+        **kwargs,
+    ) -> list[dict]:
         """Train on images ``x`` ``[N, C, H, W]`` with their conditions ``cond`` ``[N, C H W]``
-        (from :func:`condition_features`); ``kwargs`` go to
-        :func:`~deepinv_pnn.sampling.train_flow_chain`."""
+        (from :func:`condition_features`; the observations ``y`` and the ``physics`` too if
+        ``consistent_latent``); ``kwargs`` go to :func:`~deepinv_pnn.sampling.train_flow_chain`."""
         param = next(self.parameters())
         target = x.reshape(len(x), -1).to(param)
         cond = cond.to(param)
         self.latent_mean.copy_(target.mean(0))
         gen = torch.Generator(device=param.device).manual_seed(seed)
         e = torch.randn(target.shape, generator=gen, device=param.device, dtype=param.dtype)
-        z = self.latent_mean + self.latent_std * e
+        with torch.no_grad():
+            z = self.latent(e, None if y is None else y.to(param), physics)
         wrapped = nn.ModuleList(_Scaled(net, self.cond_weight) for net in self.networks)
         return train_flow_chain(
             wrapped, z, target, particle_cond=cond, target_cond=cond, cond_weight=self.cond_weight, seed=seed, **kwargs
@@ -162,6 +200,8 @@ class _Scaled(nn.Module):
 class MMDPosteriorMean(dinv.models.Reconstructor):
     r"""Reconstructor ``(y, physics) -> E[x | y]`` estimated with a :class:`ConditionalMMDFlow`.
 
+    ``posterior(y, physics)`` gives the samples, the mean and the pixel-wise std.
+
     :param ConditionalMMDFlow flow: the conditional flow.
     :param int n_samples: posterior samples averaged per observation.
     """
@@ -173,3 +213,9 @@ class MMDPosteriorMean(dinv.models.Reconstructor):
 
     def forward(self, y: torch.Tensor, physics: dinv.physics.Physics, **kwargs) -> torch.Tensor:
         return self.flow.sample(y, physics, self.n_samples, seed=0).mean(0)
+
+    def posterior(
+        self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, n_samples: int | None = None, seed: int | None = 0
+    ) -> dict:
+        """Posterior ``samples`` ``[S, B, C, H, W]``, ``mean`` and ``std`` ``[B, C, H, W]``."""
+        return self.flow.posterior(y, physics, n_samples or self.n_samples, seed)
