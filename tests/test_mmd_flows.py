@@ -124,10 +124,49 @@ def test_conditional_flow_learns_a_gaussian_posterior():
     assert 0.35 < float(std[:, 1].min()) and float(std[:, 1].max()) < 0.85  # true std 0.6
 
 
+def test_consistent_latent_copies_the_observed_pixels():
+    physics = make_physics("inpaint", (1, 8, 8), noise_level=0.01)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    y = physics(x)
+    model = ConditionalMMDFlow((1, 8, 8), n_stages=1, hidden=8, consistent_latent=True)
+    samples = model.sample(y, physics, n_samples=4)  # untrained: zero displacement
+    mask = physics.mask.bool().expand(4, 3, 1, 8, 8)
+    assert torch.allclose(samples[mask], y.expand(4, 3, 1, 8, 8)[mask], atol=1e-6)
+    assert float(samples[~mask].std()) == pytest.approx(model.latent_std, rel=0.2)
+    with pytest.raises(ValueError, match="observations y"):
+        model.fit(x, condition_features(y, physics), flow_steps=1, train_iters=1)
+
+
+def test_shipped_digits_posterior_uses_the_observation():
+    """Held-out digits, the seed-0 inpainting mask (half of the pixels), noise 0.01."""
+    model = build("mmd-digits-posterior")
+    x = load_digits("test")[:300]
+    physics = make_physics("inpaint", (1, 8, 8), noise_level=0.01)
+    y = physics(x)
+    with torch.no_grad():
+        out = model.posterior(y, physics, n_samples=32, seed=0)
+    assert out["samples"].shape == (32, 300, 1, 8, 8)
+    psnr = lambda a: float(-10 * torch.log10((a - x).square().mean()))
+    train_mean = load_digits("train").mean(0, keepdim=True).expand_as(x)
+    completion = train_mean + physics.A_dagger(y - physics.A(train_mean))
+    assert psnr(out["mean"]) > psnr(train_mean) + 7  # ignores the observation
+    assert psnr(out["mean"]) > psnr(physics.A_dagger(y)) + 7
+    assert psnr(out["mean"]) > psnr(completion) + 3.5  # the observed pixels and the mean
+    # where the pixels are missing, the posterior std predicts the error of the mean
+    missing = (physics.mask == 0).expand_as(x)
+    err = (out["mean"] - x).abs()[missing]
+    assert float(torch.corrcoef(torch.stack([out["std"][missing], err]))[0, 1]) > 0.35
+    assert torch.allclose(model(y, physics), out["mean"])
+
+
 def test_registered_components():
     assert get("mmd-digits").kind == "sampler"
     sampler = build("mmd-digits", pretrained=False, n_stages=1, hidden=8)
     assert torch.isfinite(sampler.sample(5)).all()
+    assert get("mmd-digits-posterior").kind == "reconstructor"
+    posterior = build("mmd-digits-posterior", pretrained=False, n_stages=1, hidden=8, n_samples=3)
+    physics = make_physics("inpaint", (1, 8, 8))
+    assert posterior(physics(torch.rand(2, 1, 8, 8)), physics).shape == (2, 1, 8, 8)
 
 
 def test_training_recipe_writes_weights_and_metrics(tmp_path):
