@@ -57,9 +57,14 @@ def set_crr_parameters(prior: ConvexRidgeRegularizer, sigma: float, lmbda: float
     prior.mu_table[index] = mu
 
 
-def mean_psnr(denoise, images, noisy, sigma: float) -> float:
+def psnrs(denoise, images, noisy, sigma: float) -> list[float]:
     with torch.no_grad():
-        return sum(psnr(denoise(y, sigma), x) for x, y in zip(images, noisy)) / len(images)
+        return [psnr(denoise(y, sigma), x) for x, y in zip(images, noisy)]
+
+
+def mean_psnr(denoise, images, noisy, sigma: float) -> float:
+    values = psnrs(denoise, images, noisy, sigma)
+    return sum(values) / len(values)
 
 
 def tune_crr(prior: ConvexRidgeRegularizer, crops, sigma: float, evals: int) -> tuple[float, float, float]:
@@ -127,7 +132,7 @@ def main(argv=None) -> None:
         models["CRR-NN"] = ConvexRidgeRegularizer(pretrained=args.crr_weights or True).eval()
     if "wcrr" in args.models:
         models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval()
-    results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}}
+    results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}, "per_image": {}}
     for level in (15, 25):
         sigma = level / 255
         denoisers = {}
@@ -147,10 +152,12 @@ def main(argv=None) -> None:
             noisy = noisy_copies(images, sigma)
             for method, denoiser in denoisers.items():
                 start = time.perf_counter()
-                value = mean_psnr(denoiser, images, noisy, sigma)
+                values = psnrs(denoiser, images, noisy, sigma)
+                value = sum(values) / len(values)
                 seconds = time.perf_counter() - start
                 published = PUBLISHED.get(method, (math.nan, math.nan))[0 if level == 15 else 1]
                 results["psnr"][f"{set_name} | sigma {level} | {method}"] = round(value, 3)
+                results["per_image"][f"{set_name} | sigma {level} | {method}"] = [round(v, 3) for v in values]
                 print(f"{set_name:<34} {level:>5} {method:<8} {value:>7.2f} dB {seconds:>7.1f} s"
                       f"   published BSD68 {published:.2f}", flush=True)
     if args.json:
