@@ -15,6 +15,10 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    which a loaded shared machine does not inflate).
 3. Relative error of the sliced value and gradient vs the exact ones for growing P, with
    the fitted log-log slope (theory: -1/2).
+4. Where the time of the sliced value + gradient goes at N = M = 10^4 (CPU float32, process
+   CPU seconds, best of 20): the two matrix products (projection, back-projection) and the
+   sort of the packed 64-bit keys, timed alone with the kernel's own primitives, and the
+   rest (packing, ranks and counts, scatter, value) as the difference to the whole call.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import time
 import numpy as np
 import torch
 
-from deepinv_pnn.sampling import mmd_riesz, sliced_mmd_riesz
+from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz
 
 
 def timed(fn, device, repeats=1, cpu=False):
@@ -90,6 +94,41 @@ def headline(n, d, p, device):
     gpu_gb = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     print(json.dumps({"n": n, "seconds": t, "cpu_seconds": cpu_s, "peak_rss_gb": peak_gb, "gpu_peak_gb": gpu_gb,
                       "inputs_gb": 2 * n * d * 4 / 2**30}))
+
+
+def breakdown(n, d, p, repeats=20):
+    """CPU-seconds breakdown of one float32 value + gradient call at N = M = n."""
+    x, y = data(n, d, torch.device("cpu"))
+    xi = random_directions(d, p, torch.Generator().manual_seed(0))
+    z = torch.empty(p, 2 * n)
+    keys = np.empty((p, 2 * n))
+    grad = torch.randn(p, 2 * n)
+    index = np.arange(2 * n, dtype=np.int64)
+
+    def project():
+        z[:, :n].addmm_(xi.T, x.T, beta=0)
+        z[:, n:].addmm_(xi.T, y.T, beta=0)
+
+    def sort():  # the whole [P, 2n] array, sorted in cache-sized row blocks as the kernel does
+        rows = max(1, 2**18 // (2 * n))
+        for r in range(0, p, rows):
+            block = keys[r : r + rows]
+            block[...] = z.numpy()[r : r + rows]
+            block.view(np.int64)[...] |= index
+            block.sort(axis=1)
+
+    parts = {
+        "projection x, y (2 GEMM)": project,
+        "copy + pack + sort of the keys": sort,
+        "back-projection (GEMM)": lambda: torch.mm(grad[:, :n].T, xi.T),
+        "whole call": lambda: sliced_mmd_riesz(x, y, projections=xi, return_grad=True),
+    }
+    project()
+    times = {name: timed(fn, torch.device("cpu"), repeats, cpu=True)[0][1] for name, fn in parts.items()}
+    times["rest: ranks, counts, scatter, value"] = times["whole call"] - sum(
+        t for name, t in times.items() if name != "whole call"
+    )
+    return times
 
 
 def main():
@@ -164,6 +203,12 @@ def main():
         print(f"{pp:>6} {errs[-1]:>14.4f} {gerrs[-1]:>13.4f}", flush=True)
     print(f"log-log slopes: value {np.polyfit(np.log(ps), np.log(errs), 1)[0]:.2f}, "
           f"gradient {np.polyfit(np.log(ps), np.log(gerrs), 1)[0]:.2f} (theory -0.5)")
+
+    if device.type == "cpu":
+        n_b = 3000 if args.quick else 10000
+        print(f"\n## 4. where the sliced time goes, N = M = {n_b}, float32 (process CPU ms, best of 20)")
+        for name, t in breakdown(n_b, d, p).items():
+            print(f"{name:>38} {1e3 * t:8.2f}")
 
 
 if __name__ == "__main__":
