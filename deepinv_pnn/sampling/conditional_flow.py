@@ -20,8 +20,9 @@ With ``consistent_latent=True`` the latent points are made consistent with the o
 :math:`z = w + A^\dagger (y - A w)` with :math:`w = m + s e`, :math:`e \sim \mathcal N(0, I)`
 (for inpainting: the observed pixels are copied, the missing ones are noise around the
 training mean :math:`m`), in training and in sampling alike; the chain then only has to
-learn how the observed part determines the rest. On the 8x8 digits this gains about 1 dB
-of posterior-mean PSNR at equal training time (``docs/userguide/mmd.rst``).
+learn how the observed part determines the rest. On 8x8 digits inpainting (half of the
+pixels missing, 4 networks after 100 flow steps each) it raised the held-out posterior-mean
+PSNR from 18.62 to 19.47 dB at equal training time.
 """
 
 from __future__ import annotations
