@@ -1,5 +1,6 @@
 """Plug-and-play step sizes inside the convergence conditions."""
 
+import copy
 import itertools
 
 import deepinv as dinv
@@ -95,3 +96,32 @@ def test_pgd_residual_decreases_monotonically(denoiser):
             steps.append(float((new - z).norm()))
             z = new
     assert all(b <= a * (1 + 1e-4) + 1e-7 for a, b in itertools.pairwise(steps))
+
+
+def test_hqs_is_forward_backward_with_a_fourier_preconditioner(denoiser):
+    r"""prox_{gamma f}(x) = x - gamma (I + gamma A^T A)^{-1} grad f(x): PnP-HQS is preconditioned
+    PnP-FBS, accepted (and converging, residual nonincreasing) for a step far above 2/L."""
+    x = load_image("coins", size=24).double()
+    physics = make_physics("deblur", (1, 24, 24), noise_level=0.01).double()
+    y = physics(x)
+    gamma = 20.0
+    z = torch.rand(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    delta = torch.zeros_like(z)
+    delta[..., 0, 0] = 1
+    kernel = torch.fft.fft2(physics.A(delta))
+    grad = physics.A_adjoint(physics.A(z) - y)
+    preconditioned = torch.fft.ifft2(torch.fft.fft2(grad) / (1 + gamma * kernel.abs() ** 2)).real
+    prox = dinv.optim.L2().prox(z, y, physics, gamma=gamma)
+    assert torch.allclose(prox, z - gamma * preconditioned, atol=1e-10)
+    check_pnp_parameters(denoiser, "HQS", gamma)  # no 2/L bound for HQS
+    with pytest.raises(ValueError, match="stepsize must be < 2/L"):
+        check_pnp_parameters(denoiser, "PGD", gamma, lipschitz=1.0)
+    model = copy.deepcopy(denoiser).double()
+    steps = []
+    with torch.no_grad():
+        for _ in range(30):
+            new = model(dinv.optim.L2().prox(z, y, physics, gamma=gamma), 0.01)
+            steps.append(float((new - z).norm()))
+            z = new
+    assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(steps))
+    assert steps[-1] < 0.05 * steps[0]

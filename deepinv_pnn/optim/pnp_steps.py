@@ -17,9 +17,26 @@ Let :math:`D` be :math:`\theta`-averaged (a PNN: ``denoiser.averaged_constant()`
 
 :math:`L` is estimated by algorithmic differentiation: power iteration with
 Hessian-vector products of :math:`f` (:func:`gradient_lipschitz`), with a safety
-factor. Preconditioning: only a scalar metric keeps the certificate of :math:`D` (its
-averagedness holds in the Euclidean metric), so the step size is the one preconditioner
-used; a diagonal or Fourier preconditioner would need :math:`D` averaged in that metric.
+factor.
+
+**Preconditioners.** :math:`D` is averaged in the Euclidean metric, so a preconditioner
+keeps the guarantee only when it leaves that metric alone or acts on the data step alone:
+
+- the scalar step :math:`\gamma \in (0, 2/L)` of PGD (``stepsize``; default
+  :math:`0.99/L`, a firmly nonexpansive gradient step; steps up to :math:`2/L` weigh the
+  data more per iteration: ``benchmarks/bench_pnn_pnp_deblur.py`` uses :math:`1.98/L`);
+- the scaling trick :math:`D_\sigma(x) = c + s^{-1}D(s(x-c))` (``sigma``), a scalar
+  conjugation of :math:`D` that keeps its constant, and orthogonal changes of variables
+  :math:`Q^\top D(Q\,\cdot)` (the opponent-colour basis of a gray ConvPNN);
+- the Fourier preconditioner :math:`P_\gamma = (\mathrm{Id} + \gamma A^\top A)^{-1}` of
+  HQS: :math:`x - \gamma P_\gamma\nabla f(x) = \mathrm{prox}_{\gamma f}(x)` is firmly
+  nonexpansive for every :math:`\gamma > 0`, so PnP-HQS is PnP-FBS with this
+  preconditioner, and it removes the bound :math:`\gamma < 2/L` (exact in Fourier for a
+  circulant :math:`A`, e.g. ``BlurFFT``).
+
+A diagonal (or any other) :math:`P` in :math:`D(x - \gamma P^{-1}\nabla f(x))` is not offered:
+the gradient step is then averaged in the :math:`P`-metric, :math:`D` only in the Euclidean
+one, and their composition has no certificate.
 
 :Examples:
 
