@@ -110,6 +110,18 @@ def test_wpp_subset_and_padding_and_centering_options(reference):
         prior.prox(x, gamma=-1.0)
 
 
+def test_wpp_resample_draws_new_patches_at_each_refresh_and_is_fixed_in_between(reference):
+    prior = WassersteinPatchPrior(reference, n_reference_patches=200, n_patches=60, resample=True, psi_iters=2)
+    x = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    first = prior.fn(x)
+    assert torch.equal(first, prior.fn(x.clone()))  # no refresh: same subset, same potentials
+    rows_before = prior._positions[(0, 1, 24, 24, "cpu")][0].clone()
+    prior.update_dual(x)  # a refresh redraws the subset
+    assert not torch.equal(rows_before, prior._positions[(0, 1, 24, 24, "cpu")][0])
+    prior.reset()  # and reset restarts the seeded sequence
+    assert torch.equal(prior.fn(x), first)
+
+
 @pytest.mark.skipif(not semidual.HAS_KEOPS, reason="pykeops not installed")
 def test_keops_assignment_matches_the_chunked_one():  # pragma: no cover
     x, y = _clouds(100, 80)

@@ -54,6 +54,10 @@ class WassersteinPatchPrior(dinv.optim.Prior):
     :param int n_reference_patches: :math:`M`, random reference patches per scale.
     :param int n_patches: patches of ``x`` used per scale; ``None`` uses all. A subset is
         drawn once per image size (seeded), so ``fn`` stays a deterministic function.
+    :param bool resample: with ``n_patches``, draw a new random subset at every refresh of the
+        potentials (seeded sequence; ``fn`` is fixed between refreshes). This is how the
+        papers handle large images: every pixel is regularised over the iterations, at the
+        cost of ``n_patches`` (not all) patches per step.
     :param int psi_iters: ascent steps on :math:`\psi` per new input.
     :param float psi_lr: ascent step size.
     :param list scale_weights: :math:`w_s` (default :math:`1/S` each).
@@ -97,6 +101,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         use_keops: bool | str = "auto",
         seed: int = 0,
         dual_tol: float = 1e-3,
+        resample: bool = False,
     ):
         super().__init__()
         if isinstance(reference_images, (list, tuple)):
@@ -116,6 +121,8 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         self.use_keops = semidual.HAS_KEOPS if use_keops == "auto" else bool(use_keops)
         self.seed = int(seed)
         self.dual_tol = check_positive(dual_tol, "dual_tol", allow_zero=True)
+        self.resample = bool(resample)
+        self._draws = 0
         self.channels = reference_images.shape[1]
         weights = [1.0 / n_scales] * n_scales if scale_weights is None else list(scale_weights)
         if len(weights) != n_scales:
@@ -152,6 +159,8 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         """Forget the dual potentials (next call starts from :math:`\\psi = 0`)."""
         self._psi.clear()
         self._last_input = None
+        self._draws = 0
+        self._positions.clear()
 
     def _patches(self, image: torch.Tensor, scale: int) -> torch.Tensor:
         image = pad_image(image, self.patch_size, self.pad)
@@ -162,7 +171,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         else:
             key = (scale, image.shape[0], h, w, str(image.device))
             if key not in self._positions:
-                generator = torch.Generator().manual_seed(self.seed + 1 + scale)
+                generator = torch.Generator().manual_seed(self.seed + 1 + scale + 7919 * self._draws)
                 self._positions[key] = random_positions(
                     image.shape[0], h, w, self.patch_size, self.n_patches, generator, image.device
                 )
@@ -193,6 +202,9 @@ class WassersteinPatchPrior(dinv.optim.Prior):
     def update_dual(self, x: torch.Tensor, iters: int | None = None) -> None:
         r"""Run ``iters`` (default ``psi_iters``) averaged ascent steps on each :math:`\psi_s` at ``x``."""
         iters = self.psi_iters if iters is None else int(iters)
+        if self.resample and self.n_patches is not None:
+            self._draws += 1
+            self._positions.clear()
         with torch.no_grad():
             for s, patches in self._scales(x.detach()):
                 ref = self.reference(s).to(x.dtype)

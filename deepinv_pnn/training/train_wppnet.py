@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--psi-iters", type=int, default=10, help="ascent steps on psi per batch (paper: 20)")
     parser.add_argument("--n-patches", type=int, default=None, help="random patches per image in the WPP loss (default all)")
     parser.add_argument("--max-steps", type=int, default=10**9)
+    parser.add_argument("--center", action="store_true",
+                        help="subtract each patch's mean in the WPP loss (the WPPNets code's default)")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (same --features)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -109,9 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
     lr_patches = load_h5_patches(train_file).to(device)
     reference = load_image(find_reference(data_dir, args.reference)).to(device)
     physics = WPPSuperResolution(factor=args.factor).to(device)
-    net = WPPNet(features=args.features).to(device)
+    net = WPPNet(features=args.features, pretrained=args.init or False).to(device)
     wloss = WassersteinPatchLoss(reference, patch_size=6, n_scales=1, n_reference_patches=args.n_reference_patches,
-                                 psi_iters=args.psi_iters, seed=args.seed, n_patches=args.n_patches).to(device)
+                                 psi_iters=args.psi_iters, seed=args.seed, n_patches=args.n_patches,
+                                 center=args.center).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     generator = torch.Generator(device=device).manual_seed(args.seed)
 
