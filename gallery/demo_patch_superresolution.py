@@ -20,7 +20,10 @@ periodic) with noise 0.01 and compares
 
 It uses the SiC micro-CT slices when ``../shared/data/material`` exists, else the embedded
 "grass" texture (reference: its left half, test: a crop of its right half). Everything runs
-on a CPU in about a minute on crops of 96x96 pixels.
+on a CPU in about a minute on crops of 96x96 pixels. Such a crop is smaller than the SiC
+grains (100-200 pixels), so its patch distribution differs from the reference's and the
+WPP, which imposes the reference's, is handicapped; ``benchmarks/bench_patch_sr.py``
+measures all methods on the whole 600x600 held-out slice.
 """
 
 # %%
