@@ -57,7 +57,9 @@ def load_model(path: str | None, problem: str, device) -> TVParameterMapNet:
 
 
 @torch.no_grad()
-def run(problem: str, model, files, device, oracle_iter: int, cache: dict | None = None) -> list[dict]:
+def run(problem: str, model, files, device, oracle_iter: int, cache: dict | None = None,
+        ref_model=None, cache_path: Path | None = None, oracle_coarse: dict | None = None) -> list[dict]:
+    oracle_coarse = oracle_coarse or {}
     psnr = dinv.metric.PSNR()
     sigma = VAL_SIGMA if problem == "denoise" else DEBLUR_NOISE
     rows = []
@@ -68,17 +70,22 @@ def run(problem: str, model, files, device, oracle_iter: int, cache: dict | None
         out = model(y, physics)
         out10 = model(10 * y, physics) / 10
         p_map, p_map10 = float(psnr(out, x)), float(psnr(out10, x))
-        key = f"{problem}/{Path(path).name}/{oracle_iter}"
+        coarse = oracle_coarse.get(problem, oracle_iter)
+        key = f"{problem}/{Path(path).name}/{oracle_iter}" + (f"/{coarse}" if coarse != oracle_iter else "")
         if cache is not None and key in cache:
             p_oracle, lam = cache[key]
         else:
-            p_oracle, lam = oracle_scalar_tv(y, physics, x, n_iter=oracle_iter)
+            p_oracle, lam = oracle_scalar_tv(y, physics, x, n_iter=oracle_iter, coarse_iter=coarse)
             if cache is not None:
                 cache[key] = (p_oracle, lam)
+                if cache_path:
+                    cache_path.write_text(json.dumps(cache, indent=0))
         rows.append({
             "file": Path(path).name, "map_tv": p_map, "oracle_tv": p_oracle, "gain": p_map - p_oracle,
             "oracle_lambda": lam, "scale10_change": abs(p_map10 - p_map), "input": float(psnr(y, x)),
         })
+        if ref_model is not None:  # other weights on the same measurements
+            rows[-1]["map_tv_ref"] = float(psnr(ref_model(y, physics), x))
         print(f"{problem:8s} {rows[-1]['file']:14s} map-TV {p_map:6.2f}  oracle TV {p_oracle:6.2f} "
               f"(lambda {lam:.4f})  gain {p_map - p_oracle:+5.2f}  |dPSNR x10| {rows[-1]['scale10_change']:.1e}",
               flush=True)
@@ -98,6 +105,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", default=None)
     parser.add_argument("--oracle-cache", default=None, help="JSON file of oracle results (read and updated)")
     parser.add_argument("--csv", default=None, help="write the per-image table here")
+    parser.add_argument(
+        "--oracle-coarse-iter-deblur", type=int, default=0,
+        help="deblurring oracle: solver iterations of the coarse lambda grid (0: --oracle-iter)",
+    )
+    parser.add_argument("--ref-denoise", default=None, help="also evaluate these weights (column map_tv_ref)")
+    parser.add_argument("--ref-deblur", default=None, help="also evaluate these weights (column map_tv_ref)")
     args = parser.parse_args(argv)
     data = Path(args.data_dir) if args.data_dir else next(p for p in DATA_CANDIDATES if p.is_dir())
     _, val_files = split_files(str(data), 68)
@@ -110,10 +123,15 @@ def main(argv=None) -> dict:
         weights = getattr(args, f"weights_{problem}")
         model = load_model(weights, problem, args.device)
         start = time.time()
-        rows = run(problem, model, val_files[:n_images], args.device, oracle_iter, cache)
+        ref = getattr(args, f"ref_{problem}")
+        ref_model = load_model(ref, problem, args.device) if ref else None
+        coarse = {"deblur": args.oracle_coarse_iter_deblur} if args.oracle_coarse_iter_deblur else {}
+        rows = run(problem, model, val_files[:n_images], args.device, oracle_iter, cache, ref_model, cache_path,
+                   coarse)
         if cache_path:
             cache_path.write_text(json.dumps(cache, indent=0))
-        mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("map_tv", "oracle_tv", "gain", "input")}
+        keys = ("map_tv", "oracle_tv", "gain", "input") + (("map_tv_ref",) if ref_model is not None else ())
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
         worst_scale = max(r["scale10_change"] for r in rows)
         report["problems"][problem] = {"mean": mean, "max_scale10_change": worst_scale, "n_images": len(rows),
                                        "T": model.n_iter, "seconds": time.time() - start, "per_image": rows}
@@ -123,11 +141,15 @@ def main(argv=None) -> dict:
         m = r["mean"]
         print(f"| {problem} | {r['n_images']} | {r['T']} | {m['map_tv']:.2f} | {m['oracle_tv']:.2f} | "
               f"{m['gain']:+.2f} | {r['max_scale10_change']:.1e} |")
+    for problem, r in report["problems"].items():
+        if "map_tv_ref" in r["mean"]:
+            print(f"{problem}: reference weights map-TV {r['mean']['map_tv_ref']:.2f} dB on the same measurements")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.csv:
         problems = list(report["problems"])
-        lines = ["image," + ",".join(f"{p} input,{p} map-TV,{p} oracle TV,{p} oracle lambda,{p} gain" for p in problems)]
+        head = ",".join(f"{p} input,{p} map-TV,{p} oracle TV,{p} oracle lambda,{p} gain" for p in problems)
+        lines = ["image," + head]
         per = {p: {r["file"]: r for r in report["problems"][p]["per_image"]} for p in problems}
         for name in per[problems[0]]:
             cells = [name]

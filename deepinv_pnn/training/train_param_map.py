@@ -112,21 +112,27 @@ def scalar_tv(y: torch.Tensor, physics, lambdas: torch.Tensor, n_iter: int = 600
 
 
 @torch.no_grad()
-def oracle_scalar_tv(y: torch.Tensor, physics, x: torch.Tensor, n_iter: int = 600) -> tuple[float, float]:
+def oracle_scalar_tv(
+    y: torch.Tensor, physics, x: torch.Tensor, n_iter: int = 600, coarse_iter: int | None = None
+) -> tuple[float, float]:
     r"""The best scalar TV for a known ground truth: grid search of :math:`\lambda` (21 values,
-    :math:`10^{-4.5}` to :math:`10^{-0.5}`) refined by a finer grid around the best value.
+    :math:`10^{-4.5}` to :math:`10^{-0.5}`) refined by a finer grid (9 values) around the best value.
 
+    :param int n_iter: iterations of the solver (:func:`scalar_tv`) for the fine grid.
+    :param int coarse_iter: iterations for the coarse grid, which only brackets the best
+        value (default ``n_iter``); the result is then the best of the fine grid.
     :return: ``(best PSNR, best lambda)``.
     """
     psnr = dinv.metric.PSNR()
     grid = torch.logspace(-4.5, -0.5, 21, dtype=torch.float64)
-    scores = psnr(scalar_tv(y, physics, grid, n_iter), x.expand(len(grid), *x.shape[1:]))
+    coarse_iter = n_iter if coarse_iter is None else coarse_iter
+    scores = psnr(scalar_tv(y, physics, grid, coarse_iter), x.expand(len(grid), *x.shape[1:]))
     best = int(scores.argmax())
     low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     fine = torch.logspace(float(low.log10()), float(high.log10()), 9, dtype=torch.float64)
     fine_scores = psnr(scalar_tv(y, physics, fine, n_iter), x.expand(len(fine), *x.shape[1:]))
     best_fine = int(fine_scores.argmax())
-    if fine_scores[best_fine] >= scores[best]:
+    if coarse_iter != n_iter or fine_scores[best_fine] >= scores[best]:
         return float(fine_scores[best_fine]), float(fine[best_fine])
     return float(scores[best]), float(grid[best])
 
