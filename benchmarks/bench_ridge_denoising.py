@@ -16,6 +16,8 @@ only: BSD68 is a different test set (481x321 images).
 
     python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 --n 68 \\
         [--models crr wcrr tv] [--crr-weights FILE] [--json out.json]
+    python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 --models crr \\
+        --save-tuned crr_tuned.safetensors   # re-tune the stored table on validation crops
     python benchmarks/bench_ridge_denoising.py --quick
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 
 import torch
@@ -33,6 +36,7 @@ from deepinv_pnn.data import list_images, load_image
 from deepinv_pnn.models import RidgeDenoiser
 from deepinv_pnn.optim import ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
+from deepinv_pnn.pretrained import save_weights
 
 PUBLISHED = {"CRR-NN": (30.55, 28.10), "WCRR-NN": (31.21, 28.68)}
 EMBEDDED = ("camera", "coins", "moon", "brick", "text", "clock", "page", "grass")
@@ -107,6 +111,10 @@ def main(argv=None) -> None:
     parser.add_argument("--no-retune", action="store_true", help="use the stored (lambda, mu) table")
     parser.add_argument("--no-embedded", action="store_true")
     parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--save-tuned", default=None,
+                        help="tune the CRR-NN table at --tune-sigmas on the validation crops, save the weights "
+                             "with it to this file and stop (no test)")
+    parser.add_argument("--tune-sigmas", type=float, nargs="+", default=[5, 15, 25, 50])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -132,6 +140,18 @@ def main(argv=None) -> None:
         models["CRR-NN"] = ConvexRidgeRegularizer(pretrained=args.crr_weights or True).eval()
     if "wcrr" in args.models:
         models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval()
+    if args.save_tuned:
+        prior = models["CRR-NN"]
+        tuned = {}
+        for level in args.tune_sigmas:
+            tuned[level] = tune_crr(prior, crops, level / 255, args.tune_evals)
+            print(f"sigma {level:g}: lambda {tuned[level][0]:.4g} mu {tuned[level][1]:.4g} "
+                  f"validation {tuned[level][2]:.2f} dB", flush=True)
+        levels = sorted(tuned)
+        prior.set_table([s / 255 for s in levels], [tuned[s][0] for s in levels], [tuned[s][1] for s in levels])
+        save_weights(prior, args.save_tuned, metadata={"command": "python benchmarks/bench_ridge_denoising.py "
+                                                       + " ".join(argv if argv is not None else sys.argv[1:])})
+        return
     results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}, "per_image": {}}
     for level in (15, 25):
         sigma = level / 255
