@@ -65,6 +65,12 @@ def observe(x, physics, seed):
     return y + 0.01 * torch.randn(y.shape, generator=g, device=x.device, dtype=x.dtype)
 
 
+def density(per_300x300: int, image: torch.Tensor) -> int:
+    """Random patches per step for ``image``: ``per_300x300`` scaled by its area, so that every
+    image size gets the same patch coverage per step (and a weight tuned on one size transfers)."""
+    return max(1, round(per_300x300 * image.shape[-2] * image.shape[-1] / 300**2))
+
+
 def tune(make, grid, x, physics, seed=5):
     """The weight of ``grid`` with the best PSNR on the tuning image ``x``."""
     y = observe(x, physics, seed)
@@ -83,10 +89,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--wpp-steps", type=int, default=60, help="Adam steps of WPP (its PSNR peaks early)")
     parser.add_argument("--wpp-refs", type=int, default=2000, help="reference patches per scale")
-    parser.add_argument("--wpp-patches", type=int, default=10000, help="patches of x per scale and step")
+    parser.add_argument("--wpp-patches", type=int, default=10000, help="patches of x per scale and step, per 300x300 pixels")
     parser.add_argument("--wpp-psi-iters", type=int, default=5)
     parser.add_argument("--nr-steps", type=int, default=50)
-    parser.add_argument("--nr-patches", type=int, default=4000, help="patchNR patches per step")
+    parser.add_argument("--nr-patches", type=int, default=4000, help="patchNR patches per step, per 300x300 pixels")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -157,12 +163,13 @@ def main(argv=None) -> dict:
             extra[f"{name}_skipped"] = str(err)[:200]
     extra["weights"] = {k: str((wdir or WEIGHTS_DIR) / WEIGHTS[k]) for k in WEIGHTS}
     if "patchnr" in nets:
-        def nr(lam):
+        def nr(lam, image):
+            nets["patchnr"].n_patches = density(args.nr_patches, image)
             return AdamPatchReconstructor(nets["patchnr"], lam, steps=steps_nr, lr=0.03)
 
-        lam_nr, extra["patchnr_tuning"] = tune(nr, [1e-5, 3e-5, 1e-4], tune_img, physics)
+        lam_nr, extra["patchnr_tuning"] = tune(lambda lam: nr(lam, tune_img), [1e-5, 3e-5, 1e-4], tune_img, physics)
         extra["lambda"]["patchnr"] = lam_nr
-        x_nr, times["patchnr"] = timed(lambda: nr(lam_nr)(y, physics, init=aligned_upsample(y)), device)
+        x_nr, times["patchnr"] = timed(lambda: nr(lam_nr, val)(y, physics, init=aligned_upsample(y)), device)
         rows["patchnr"] = psnr(x_nr.cpu(), val.cpu())
         report("patchnr")
     if "wppnet" in nets:
@@ -177,13 +184,13 @@ def main(argv=None) -> dict:
         rows["wppflow_mean"] = psnr(mean.cpu(), val.cpu())
         report("wppflow_mean")
         extra["wppflow_corr_std_abs_error"] = correlation(std.cpu(), (mean.clamp(0, 1) - val).abs().cpu())
-    def wpp(lam):
+    def wpp(lam, image):
         prior = WassersteinPatchPrior(ref, n_reference_patches=n_ref, psi_iters=args.wpp_psi_iters, n_scales=2,
-                                      n_patches=args.wpp_patches, resample=True).to(device)
+                                      n_patches=density(args.wpp_patches, image), resample=True).to(device)
         return AdamPatchReconstructor(prior, lam, steps=steps_wpp, lr=0.01)
 
-    lam_wpp, extra["wpp_tuning"] = tune(wpp, [1e-3, 3e-3, 1e-2], tune_img, physics)
-    x_wpp, times["wpp"] = timed(lambda: wpp(lam_wpp)(y, physics, init=aligned_upsample(y)), device)
+    lam_wpp, extra["wpp_tuning"] = tune(lambda lam: wpp(lam, tune_img), [1e-3, 3e-3, 1e-2], tune_img, physics)
+    x_wpp, times["wpp"] = timed(lambda: wpp(lam_wpp, val)(y, physics, init=aligned_upsample(y)), device)
     rows["wpp"] = psnr(x_wpp.cpu(), val.cpu())
     report("wpp")
     extra["lambda"]["wpp"] = lam_wpp
