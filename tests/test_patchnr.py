@@ -89,3 +89,16 @@ def test_bad_inputs():
         prior.prox(torch.rand(1, 1, 10, 10), gamma=-1)
     with pytest.raises(ValueError, match="dataset"):
         PatchNR(pretrained=True, dataset="faces")
+
+
+def test_pretrained_natural_prefers_clean_natural_images_to_noisy_ones():
+    """The shipped BSD400 patchNR gives a clean embedded image a lower energy than a noisy copy."""
+    from deepinv_pnn import load_image
+
+    torch.manual_seed(0)
+    prior = PatchNR(pretrained=True, dataset="natural", n_patches=None)
+    x = load_image("camera", size=64)
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        clean_fn, noisy_fn = float(prior.fn(x)), float(prior.fn(noisy))
+    assert clean_fn < noisy_fn - 1.0, (clean_fn, noisy_fn)
