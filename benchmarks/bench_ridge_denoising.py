@@ -32,11 +32,12 @@ import time
 import torch
 
 from deepinv_pnn.baselines import TVDenoiser
-from deepinv_pnn.data import list_images, load_image
+from deepinv_pnn.data import load_image
 from deepinv_pnn.models import RidgeDenoiser
 from deepinv_pnn.optim import ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
 from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.training.train_crr import split_train_validation_test
 
 PUBLISHED = {"CRR-NN": (30.55, 28.10), "WCRR-NN": (31.21, 28.68)}
 EMBEDDED = ("camera", "coins", "moon", "brick", "text", "clock", "page", "grass")
@@ -127,9 +128,8 @@ def main(argv=None) -> None:
         if not args.no_embedded:
             sets["embedded 128x128"] = [load_image(n, size=128) for n in EMBEDDED]
         if args.data_dir:
-            files = list_images(args.data_dir)
-            test_files = files[-TEST_COUNT:][: args.n]
-            val_files = files[-TEST_COUNT - VALIDATION_COUNT : -TEST_COUNT]
+            _, val_files, test_files = split_train_validation_test(args.data_dir, TEST_COUNT, VALIDATION_COUNT)
+            test_files = test_files[: args.n]
             sets[f"BSD400 test ({test_files[0].stem}..{test_files[-1].stem})"] = [load_image(f) for f in test_files]
             crops = [load_image(f)[..., 58:122, 58:122] for f in val_files[: args.val_crops]]
     if not crops and not args.no_retune:

@@ -26,7 +26,6 @@ register(
 )
 
 
-
 def mmd_digits_posterior(
     pretrained: bool | str = True, n_stages: int = 8, hidden: int = 256, n_samples: int = 32
 ) -> MMDPosteriorMean:
