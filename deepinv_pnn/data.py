@@ -148,6 +148,17 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     return files
 
 
+def split_files(root: str | os.PathLike, held_out: int) -> tuple[list[Path], list[Path]]:
+    """Sorted image files of ``root``: all but the last ``held_out`` for training, those held out.
+
+    :raises ValueError: unless ``0 <= held_out < number of images``.
+    """
+    files = list_images(root)
+    if not 0 <= held_out < len(files):
+        raise ValueError(f"held-out count must lie in [0, {len(files)}), got {held_out}")
+    return files[: len(files) - held_out], files[len(files) - held_out :]
+
+
 def random_crop_flip(
     x: torch.Tensor, crop_size: int | None, flips: bool, generator: torch.Generator
 ) -> torch.Tensor:

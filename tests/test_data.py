@@ -5,7 +5,13 @@ import pytest
 import skimage.io
 import torch
 
-from deepinv_pnn.data import EMBEDDED_IMAGES, ImageFolderDataset, PatchDataset, load_image
+from deepinv_pnn.data import (
+    EMBEDDED_IMAGES,
+    ImageFolderDataset,
+    PatchDataset,
+    load_image,
+    split_files,
+)
 
 
 def test_load_image_camera_is_grayscale_in_unit_range():
@@ -83,3 +89,13 @@ def test_step_batch_depends_only_on_seed_and_step():
     other, _ = step_batch(images, step=8, seed=1, batch=5, crop_size=12)
     assert first.shape == (5, 1, 12, 12)
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_split_files_holds_out_the_last_sorted_images(folder):
+    train, held = split_files(folder, 1)
+    assert [p.name for p in held] == [sorted(p.name for p in folder.glob("*.png"))[-1]]
+    assert not set(train) & set(held) and len(train) + len(held) == len(list(folder.glob("*.png")))
+    assert split_files(folder, 0)[1] == []
+    for bad in (-1, len(train) + len(held)):
+        with pytest.raises(ValueError, match="held-out count"):
+            split_files(folder, bad)

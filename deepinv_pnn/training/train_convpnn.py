@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from deepinv_pnn.data import list_images, load_image, step_batch
+from deepinv_pnn.data import load_image, split_files, step_batch
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.nn.stiefel import is_stiefel_parameter
 from deepinv_pnn.pretrained import save_weights
@@ -43,14 +43,6 @@ def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def split_files(data_dir: str | os.PathLike, val_count: int) -> tuple[list[Path], list[Path]]:
-    """Sorted image files of ``data_dir``: all but the last ``val_count`` for training, the rest held out."""
-    files = list_images(data_dir)
-    if not 0 <= val_count < len(files):
-        raise ValueError(f"val_count must lie in [0, {len(files)}), got {val_count}")
-    return files[: len(files) - val_count], files[len(files) - val_count :]
 
 
 def load_stack(files: list[Path], device) -> list[torch.Tensor]:

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from deepinv_pnn.data import list_images, load_image, step_batch
+from deepinv_pnn.data import load_image, split_files, step_batch
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, ConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
@@ -64,19 +64,13 @@ def init_distributed(device: str) -> None:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
 
-def split_files(data_dir, val_count: int) -> tuple[list[Path], list[Path]]:
-    """Sorted images: all but the last ``val_count`` for training, the rest held out."""
-    files = list_images(data_dir)
-    if not 0 < val_count < len(files):
-        raise ValueError(f"val_count must lie in (0, {len(files)}), got {val_count}")
-    return files[:-val_count], files[-val_count:]
-
-
 def split_train_validation_test(data_dir, test_count: int, validation_count: int):
     """Sorted images: ``[train | validation | test]`` with the last ``test_count`` held out
     for testing and the ``validation_count`` before them held out for tuning and model
     selection (BSD400: train ``test_001..test_324``, validation ``test_325..test_332``,
     test ``test_333..test_400`` with the defaults 68 and 8)."""
+    if test_count <= 0:
+        raise ValueError(f"test_count must be positive, got {test_count}")
     train_files, test_files = split_files(data_dir, test_count)
     if not 0 <= validation_count < len(train_files):
         raise ValueError(f"validation_count must lie in [0, {len(train_files)}), got {validation_count}")

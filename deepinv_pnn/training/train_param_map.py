@@ -34,7 +34,7 @@ import deepinv as dinv
 import torch
 import torch.distributed as dist
 
-from deepinv_pnn.data import ImageFolderDataset, list_images
+from deepinv_pnn.data import ImageFolderDataset, split_files
 from deepinv_pnn.models.param_map import TVParameterMapNet
 from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
 from deepinv_pnn.optim.weighted_tv import weighted_tv_denoise
@@ -57,14 +57,6 @@ def make_problem_physics(problem: str, img_size: tuple, sigma: float, device, se
         kernel = dinv.physics.functional.gaussian_blur(sigma=BLUR_STD)
         return dinv.physics.BlurFFT(img_size=tuple(img_size), filter=kernel, noise_model=noise, device=device)
     raise ValueError(f"problem must be 'denoise' or 'deblur', got {problem!r}")
-
-
-def split_files(data_dir: str, val_count: int) -> tuple[list, list]:
-    """Sorted images of ``data_dir``: all but the last ``val_count`` for training, those for validation."""
-    files = list_images(data_dir)
-    if val_count >= len(files):
-        raise ValueError(f"val_count={val_count} leaves no training image among {len(files)}")
-    return files[:-val_count], files[-val_count:]
 
 
 @torch.no_grad()
