@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz
+from deepinv_pnn.sampling.sliced_mmd_cpu import uses_numba
 
 
 def timed(fn, device, repeats=1, cpu=False):
@@ -153,7 +154,9 @@ def main():
     except ImportError:
         have_geomloss = False
     sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
-    print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}")
+    kernel = "numba loops" if uses_numba() else "NumPy passes"
+    print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}, "
+          f"CPU float32 kernel: {kernel}")
 
     print("\n## 1. value + gradient time (s) vs N; ratio = exact / sliced (wall | process CPU seconds)")
     print(f"{'N':>8} {'sliced':>15} {'exact cdist':>15} {'ratio':>11} {'geomloss':>15} {'ratio':>11}")

@@ -148,7 +148,27 @@ def test_chunking_does_not_change_the_result():
     assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1], atol=1e-7)
 
 
-def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch):
+def _kernel_paths():
+    from deepinv_pnn.sampling import sliced_mmd_cpu
+
+    return [("numpy", 1)] + ([("numba", 1), ("numba", 2)] if sliced_mmd_cpu.numba is not None else [])
+
+
+@pytest.fixture(params=_kernel_paths(), ids=lambda p: f"{p[0]}-{p[1]}threads")
+def kernel_path(request, monkeypatch):
+    """Runs a test with the NumPy passes, and with the numba loops on 1 and 2 threads."""
+    from deepinv_pnn.sampling import sliced_mmd_cpu
+
+    path, threads = request.param
+    monkeypatch.setenv("DEEPINV_PNN_NO_NUMBA", "1" if path == "numpy" else "0")
+    assert sliced_mmd_cpu.uses_numba() == (path == "numba")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    yield path
+    torch.set_num_threads(before)
+
+
+def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch, kernel_path):
     from deepinv_pnn.sampling import sliced_mmd_cpu
 
     gen = torch.Generator().manual_seed(10)
@@ -168,7 +188,7 @@ def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch):
     assert float(v2) == pytest.approx(float(value) / 11, rel=1e-6) and torch.allclose(g2, gx / 11)
 
 
-def test_cpu_float32_kernel_value_is_exact_with_tied_points():
+def test_cpu_float32_kernel_value_is_exact_with_tied_points(kernel_path):
     from deepinv_pnn.sampling.sliced_mmd_cpu import sliced_cpu_float32
 
     gen = torch.Generator().manual_seed(11)

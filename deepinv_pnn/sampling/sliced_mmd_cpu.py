@@ -14,17 +14,91 @@ discrepancy being translation invariant and positively 1-homogeneous,
 :math:`\mathrm{MMD}^2 = \sum_k z_k g_k` (summation by parts of :math:`2\sum_k C_k^2
 (z_{(k+1)} - z_{(k)})`), accumulated in float64. The element-wise work runs on blocks of a
 few projections that stay in the processor cache.
+
+When `numba <https://numba.pydata.org>`_ is installed (``pip install deepinv-pnn[fast]``), the
+element-wise passes around the sort are two compiled loops: one packs the keys, one walks the
+sorted keys once, keeping the running count of particles, writing :math:`2C_k + s_k` back to
+each point's position and accumulating the value, without branches (the particle/target test
+is a 0/1 factor). These loops and NumPy's sort release the GIL, so the blocks of projections
+are spread over ``torch.get_num_threads()`` threads. Without numba the same arithmetic runs
+as about ten NumPy/torch passes per block (about 1.3x slower on one thread).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
-__all__ = ["sliced_cpu_float32", "supports_cpu_float32"]
+try:  # optional accelerator (extra "fast"); DEEPINV_PNN_NO_NUMBA=1 forces the NumPy passes
+    import numba
+except ImportError:  # pragma: no cover - depends on the environment
+    numba = None
+
+__all__ = ["sliced_cpu_float32", "supports_cpu_float32", "uses_numba"]
 
 _INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
+_INDEX_MASK = 2**_INDEX_BITS - 1
 _BLOCK_ELEMENTS = 2**18  # elements of one work block (~5 MB of buffers): cache-friendly
+
+
+def uses_numba() -> bool:
+    """Whether the compiled (numba) loops are used: numba importable and not disabled by the
+    environment variable ``DEEPINV_PNN_NO_NUMBA=1``."""
+    return numba is not None and os.environ.get("DEEPINV_PNN_NO_NUMBA", "0") in ("", "0")
+
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _pack_keys(z, keys, bits):  # pragma: no cover - compiled
+        # keys[r, j] = float64(z[r, j]) with j in the low mantissa bits (keys, bits: one buffer)
+        rows, total = z.shape
+        for r in range(rows):
+            for j in range(total):
+                keys[r, j] = np.float64(z[r, j])
+                bits[r, j] |= j
+
+    @numba.njit(cache=True, nogil=True)
+    def _walk_sorted(bits, shifted, n, m):  # pragma: no cover - compiled
+        # one pass over the sorted keys of each row: shifted[idx] = 2 C_k + s_k; returns
+        # sum_k z_k g_k = sum over particles of -2/n z v + sum over targets of 2/m z v
+        rows, total = bits.shape
+        h = 1.0 / n + 1.0 / m
+        inv_m = 1.0 / m
+        cx, cy = -2.0 / n, 2.0 / m
+        word = np.empty(1, np.int64)
+        real = word.view(np.float64)
+        value = 0.0
+        for r in range(rows):
+            count = 0
+            acc = 0.0
+            for j in range(total):
+                b = bits[r, j]
+                idx = b & 536870911  # _INDEX_MASK
+                word[0] = b ^ idx  # the widened float32 value, exactly
+                is_x = np.int64(idx < n)
+                v = np.float32(h * (2 * count + is_x) - (2 * j + 1) * inv_m)
+                count += is_x
+                acc += real[0] * v * (cy + is_x * (cx - cy))
+                shifted[r, idx] = v
+            value += acc
+        return value
+
+
+def _block_numba(z: np.ndarray, shifted: np.ndarray, n: int, m: int, buffers: threading.local) -> float:
+    # one key buffer per thread, reused across blocks (fresh large arrays cost page faults)
+    keys = getattr(buffers, "keys", None)
+    if keys is None or keys.shape[1] != z.shape[1] or keys.shape[0] < z.shape[0]:
+        keys = buffers.keys = np.empty(z.shape, dtype=np.float64)
+    keys = keys[: z.shape[0]]
+    bits = keys.view(np.int64)
+    _pack_keys(z, keys, bits)
+    keys.sort(axis=1)
+    return _walk_sorted(bits, shifted, n, m)
 
 
 def supports_cpu_float32(x: torch.Tensor, y: torch.Tensor) -> bool:
@@ -61,16 +135,20 @@ def sliced_cpu_float32(
     n_proj = xi.shape[1]
     rows = max(1, min(n_proj, _BLOCK_ELEMENTS // total))
     outer = max(rows, min(n_proj, int(memory_budget // (8 * total))))
+    compiled = uses_numba()
+    buffers = threading.local()
+    workers = max(1, torch.get_num_threads())
     index = np.arange(total, dtype=np.int64)
     h = 1.0 / n + 1.0 / m
     # 2 C_k + s_k = h (c_k + c_{k-1}) - (2k - 1)/M with c_k the number of particles among
     # the k smallest: exact integer counts, then one multiply-add in float32
     minus_offset = torch.arange(1, total + 1, dtype=torch.float32).mul_(-2.0 / m).add_(1.0 / m)
-    keys = np.empty((rows, total), dtype=np.float64)
-    bits = keys.view(np.int64)
-    is_x = np.empty((rows, total), dtype=np.bool_)
-    counts = np.zeros((rows, total + 1), dtype=np.int32)  # column 0 stays c_0 = 0
-    count_sum = np.empty((rows, total), dtype=np.int32)
+    if not compiled:  # buffers of the NumPy passes, reused by every block
+        keys = np.empty((rows, total), dtype=np.float64)
+        bits = keys.view(np.int64)
+        is_x = np.empty((rows, total), dtype=np.bool_)
+        counts = np.zeros((rows, total + 1), dtype=np.int32)  # column 0 stays c_0 = 0
+        count_sum = np.empty((rows, total), dtype=np.int32)
     value = 0.0
     gx = torch.zeros_like(x) if need_gx else None
     gy = torch.zeros_like(y) if need_gy else None
@@ -83,6 +161,24 @@ def sliced_cpu_float32(
         # per point: 2 C_k + s_k at its sorted position; g_k = 2 s_k (2 C_k + s_k) with
         # s = -1/N on the particles, 1/M on the targets, applied below as scalar factors
         shifted = torch.empty_like(z)
+        if compiled:
+            zn, sn = z.numpy(), shifted.numpy()
+            starts = range(0, p_c, rows)
+
+            def block(r0, zn=zn, sn=sn):
+                return _block_numba(zn[r0 : r0 + rows], sn[r0 : r0 + rows], n, m, buffers)
+
+            if workers > 1 and len(starts) > 1:
+                with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+                    value += sum(pool.map(block, starts))
+            else:
+                value += sum(block(r0) for r0 in starts)
+            del z
+            if need_gx:
+                gx.addmm_(shifted[:, :n].T, xi_c.T, alpha=-2.0 / n)
+            if need_gy:
+                gy.addmm_(shifted[:, n:].T, xi_c.T, alpha=2.0 / m)
+            continue
         for r0 in range(0, p_c, rows):
             r = min(rows, p_c - r0)
             k, b, isx, cnt, csum = keys[:r], bits[:r], is_x[:r], counts[:r], count_sum[:r]
