@@ -6,6 +6,11 @@
 # JOB_SECONDS (hard limit per job, default 470), PY (default python3), ONLY (space-separated job
 # names to run, default all), W (work folder, default /tmp/w).
 # Weights warm-started from deepinv_pnn/weights; data from .dev/data (carried).
+# Measured on the H200 (session 3): with all 14 jobs at once each job ran about 10x slower than
+# alone (CRR t=10 batch 128: 260 steps in 4.5 min; with 2 jobs at once 4044 steps in 5.6 min):
+# the processes time-slice the GPU. Run at most 2-3 jobs per call (ONLY="job1 job2").
+# Warm starts need a small learning rate: Adam's first steps at 1e-3 cost the converged TV-map
+# network 3-5 dB (measured on CPU before the run).
 set -u
 FINAL=${OUT:?set OUT}
 DEVICE=${DEVICE:-cuda}; TRAIN=${TRAIN_MIN:-4.5}; JOBT=${JOB_SECONDS:-470}; PY=${PY:-python3}
