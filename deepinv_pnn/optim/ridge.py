@@ -40,12 +40,18 @@ def accelerated_gradient(
     max_iter: int = 1000,
     tol: float = 1e-6,
     accelerate: bool = True,
+    reference: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     r"""Minimise a smooth function by FISTA-type accelerated gradient with gradient restart.
 
     Restart (O'Donoghue & Candès): the momentum is reset whenever
     :math:`\langle \nabla f(y_k), x_{k+1} - x_k\rangle > 0`, per batch element.
-    Stops when every batch element satisfies :math:`\|x_{k+1} - y_k\| \le \text{tol}\,\|x_{k+1}\|`.
+    Stops when every batch element satisfies :math:`\|x_{k+1} - y_k\| \le \text{tol}\,\|x_{k+1}\|`,
+    or :math:`\|x_{k+1} - y_k\| \le \text{tol}\,\|x_{k+1} - r\|` with a ``reference`` :math:`r`
+    (for a proximal point, the input: the test is then relative to the displacement, which a
+    weak regulariser makes much smaller than the image, so the optimality residual
+    :math:`\|\nabla h\| / \|x_{k+1} - r\|` stays below about :math:`L\,\text{tol}` at every
+    strength).
 
     :param grad_fn: ``x -> grad f(x)`` on ``[B, ...]`` tensors.
     :param torch.Tensor x0: the initial point.
@@ -53,6 +59,8 @@ def accelerated_gradient(
     :param int max_iter: maximum number of iterations.
     :param float tol: relative tolerance.
     :param bool accelerate: use momentum (else plain gradient descent).
+    :param torch.Tensor reference: measure the tolerance relative to the distance from this
+        point instead of the norm of the iterate.
     :return: the minimiser estimate and the number of iterations done.
     """
     step = 1.0 / lipschitz
@@ -66,7 +74,8 @@ def accelerated_gradient(
         x_new = y - step * g
         dims = tuple(range(1, x.dim()))
         res = torch.linalg.vector_norm(x_new - y, dim=dims)
-        scale = torch.linalg.vector_norm(x_new, dim=dims).clamp_min(1e-12)
+        scale = torch.linalg.vector_norm(x_new if reference is None else x_new - reference, dim=dims)
+        scale = scale.clamp_min(1e-12)
         if accelerate:
             restart = (g * (x_new - x)).sum(dims) > 0
             t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t**2))
@@ -243,7 +252,8 @@ class RidgeRegularizer(Prior):
         :param torch.Tensor x: image ``[B, C, H, W]``.
         :param args: optional noise level ``g_param``.
         :param float gamma: the step :math:`\gamma \ge 0` (a float or a ``[B]`` tensor).
-        :param float tol: relative tolerance (default ``self.prox_tol``).
+        :param float tol: tolerance on the gradient step relative to the displacement
+            :math:`\|z - x\|` (default ``self.prox_tol``).
         :param int max_iter: maximum number of iterations (default ``self.prox_max_iter``).
         :return: the proximal point; ``self.last_prox_iterations`` holds the iteration count.
         """
@@ -268,6 +278,7 @@ class RidgeRegularizer(Prior):
                 max_iter=max_iter or self.prox_max_iter,
                 tol=tol if tol is not None else self.prox_tol,
                 accelerate=convex,
+                reference=x,
             )
         self.last_prox_iterations = its
         return out
