@@ -76,7 +76,7 @@ def tune(make, grid, x, physics, seed=5):
     y = observe(x, physics, seed)
     scores = {lam: psnr(make(lam)(y, physics, init=aligned_upsample(y)).cpu(), x.cpu()) for lam in grid}
     print(f"  tuning on a training slice: {scores}", flush=True)
-    return max(scores, key=scores.get), scores
+    return max(scores, key=scores.get), {str(k): v for k, v in scores.items()}
 
 
 def main(argv=None) -> dict:
@@ -87,12 +87,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="96x96 crops, few iterations (CPU, < 60 s)")
     parser.add_argument("--crop", type=int, default=None, help="validation crop size (default: whole image)")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--wpp-steps", type=int, default=60, help="Adam steps of WPP (its PSNR peaks early)")
-    parser.add_argument("--wpp-refs", type=int, default=2000, help="reference patches per scale")
-    parser.add_argument("--wpp-patches", type=int, default=10000, help="patches of x per scale and step, per 300x300 pixels")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["patchnr", "wppnet", "wppflow", "wpp"],
+                        help="methods not to run (bicubic and TV always run: the table is relative to them)")
+    parser.add_argument("--wpp-steps", type=int, default=90, help="Adam steps of WPP")
+    parser.add_argument("--wpp-refs", type=int, default=5000, help="reference patches per scale")
+    parser.add_argument("--wpp-patches", type=int, default=5000, help="patches of x per scale and step, per 300x300 pixels")
     parser.add_argument("--wpp-psi-iters", type=int, default=5)
+    parser.add_argument("--wpp-ref-denoise", type=float, nargs="+", default=[0.0, 0.05],
+                        help="TV weights of the reference denoising tried in WPP's tuning (0: raw reference)")
+    parser.add_argument("--wpp-lambdas", type=float, nargs="+", default=[3e-3, 1e-2])
     parser.add_argument("--nr-steps", type=int, default=50)
     parser.add_argument("--nr-patches", type=int, default=4000, help="patchNR patches per step, per 300x300 pixels")
+    parser.add_argument("--average-from", type=float, default=1 / 3,
+                        help="every Adam reconstruction (TV, WPP, patchNR) returns the mean of its iterates after "
+                             "this fraction of its steps; 1 returns the last iterate")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -119,6 +127,10 @@ def main(argv=None) -> dict:
     steps_wpp, steps_nr, steps_tv = (60, 60, 100) if quick else (args.wpp_steps, args.nr_steps, 300)
     rows, times, extra = {}, {}, {}
 
+    def adam(prior, lam, steps, lr):  # the same solver and iterate averaging for every prior
+        start = min(steps, max(1, round(args.average_from * steps) + 1)) if args.average_from < 1 else None
+        return AdamPatchReconstructor(prior, lam, steps=steps, lr=lr, average_from=start)
+
     def report(name):
         print(f"  {name}: PSNR {rows[name]:.2f} dB, {times.get(name, 0.0):.2f} s", flush=True)
 
@@ -133,7 +145,7 @@ def main(argv=None) -> dict:
             return super().fn(x, *a, **k) / x[0].numel()
 
     def tv(lam):
-        return AdamPatchReconstructor(MeanTV(), lam, steps=steps_tv, lr=0.01)
+        return adam(MeanTV(), lam, steps_tv, 0.01)
 
     lam_tv, extra["tv_tuning"] = tune(tv, [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], tune_img, physics)
     (x_tv), times["tv"] = timed(lambda: tv(lam_tv)(y, physics, init=aligned_upsample(y)), device)
@@ -145,6 +157,8 @@ def main(argv=None) -> dict:
     nets = {}
     for name in WEIGHTS:  # noqa: PLC0206 - the name is rewritten inside
         path = (wdir or WEIGHTS_DIR) / WEIGHTS[name]
+        if name.split("_")[0] in args.skip:
+            continue
         if name == "wppnet_small":
             if "wppnet" in nets:
                 continue
@@ -165,7 +179,7 @@ def main(argv=None) -> dict:
     if "patchnr" in nets:
         def nr(lam, image):
             nets["patchnr"].n_patches = density(args.nr_patches, image)
-            return AdamPatchReconstructor(nets["patchnr"], lam, steps=steps_nr, lr=0.03)
+            return adam(nets["patchnr"], lam, steps_nr, 0.03)
 
         lam_nr, extra["patchnr_tuning"] = tune(lambda lam: nr(lam, tune_img), [1e-5, 3e-5, 1e-4], tune_img, physics)
         extra["lambda"]["patchnr"] = lam_nr
@@ -184,16 +198,21 @@ def main(argv=None) -> dict:
         rows["wppflow_mean"] = psnr(mean.cpu(), val.cpu())
         report("wppflow_mean")
         extra["wppflow_corr_std_abs_error"] = correlation(std.cpu(), (mean.clamp(0, 1) - val).abs().cpu())
-    def wpp(lam, image):
-        prior = WassersteinPatchPrior(ref, n_reference_patches=n_ref, psi_iters=args.wpp_psi_iters, n_scales=2,
-                                      n_patches=density(args.wpp_patches, image), resample=True).to(device)
-        return AdamPatchReconstructor(prior, lam, steps=steps_wpp, lr=0.01)
+    def wpp(lam, image, denoise=0.0):
+        prior = WassersteinPatchPrior(ref.cpu(), n_reference_patches=n_ref, psi_iters=args.wpp_psi_iters, n_scales=2,
+                                      n_patches=density(args.wpp_patches, image), resample=True,
+                                      reference_denoise=denoise).to(device)
+        return adam(prior, lam, steps_wpp, 0.01)
 
-    lam_wpp, extra["wpp_tuning"] = tune(lambda lam: wpp(lam, tune_img), [1e-3, 3e-3, 1e-2], tune_img, physics)
-    x_wpp, times["wpp"] = timed(lambda: wpp(lam_wpp, val)(y, physics, init=aligned_upsample(y)), device)
-    rows["wpp"] = psnr(x_wpp.cpu(), val.cpu())
-    report("wpp")
-    extra["lambda"]["wpp"] = lam_wpp
+    if "wpp" not in args.skip:
+        # (lambda, reference denoising) tuned jointly on the training crop, like TV's lambda
+        grid = [(lam, g) for g in args.wpp_ref_denoise for lam in args.wpp_lambdas]
+        (lam_wpp, g_wpp), extra["wpp_tuning"] = tune(lambda p: wpp(p[0], tune_img, p[1]), grid, tune_img, physics)
+        x_wpp, times["wpp"] = timed(lambda: wpp(lam_wpp, val, g_wpp)(y, physics, init=aligned_upsample(y)), device)
+        rows["wpp"] = psnr(x_wpp.cpu(), val.cpu())
+        report("wpp")
+        extra["lambda"]["wpp"] = lam_wpp
+        extra["wpp_reference_denoise"] = g_wpp
 
     if "wpp" in times and "wppnet" in times:
         extra["wppnet_speedup_vs_wpp"] = times["wpp"] / times["wppnet"]

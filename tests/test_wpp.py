@@ -127,3 +127,35 @@ def test_keops_assignment_matches_the_chunked_one():  # pragma: no cover
     x, y = _clouds(100, 80)
     psi = torch.zeros(80, dtype=torch.float64)
     assert torch.equal(semidual.assign(x, y, psi, use_keops=True)[1], semidual.assign(x, y, psi)[1])
+
+
+def test_adam_reconstructor_iterate_averaging():
+    from deepinv_pnn.baselines import TVPrior
+    from deepinv_pnn.optim import AdamPatchReconstructor
+    from deepinv_pnn.sr_physics import WPPSuperResolution
+
+    physics = WPPSuperResolution(4)
+    y = physics.A(torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    last = AdamPatchReconstructor(TVPrior(), 1e-3, steps=6)(y, physics)
+    # averaging from the last step is the last iterate; from step 5 the mean of iterates 5 and 6
+    assert torch.equal(AdamPatchReconstructor(TVPrior(), 1e-3, steps=6, average_from=6)(y, physics), last)
+    fifth = AdamPatchReconstructor(TVPrior(), 1e-3, steps=5)(y, physics)
+    mean = AdamPatchReconstructor(TVPrior(), 1e-3, steps=6, average_from=5)(y, physics)
+    torch.testing.assert_close(mean, (fifth + last) / 2)
+    with pytest.raises(ValueError, match="average_from"):
+        AdamPatchReconstructor(TVPrior(), 1e-3, steps=6, average_from=7)
+
+
+def test_reference_denoising_removes_grain_and_keeps_edges():
+    from deepinv_pnn.optim.wpp import denoise_reference
+
+    g = torch.Generator().manual_seed(0)
+    step = torch.zeros(1, 1, 32, 32)
+    step[..., 16:] = 1.0
+    noisy = step + 0.05 * torch.randn(step.shape, generator=g)
+    clean = denoise_reference(noisy, 0.05)
+    assert float((clean - step).pow(2).mean()) < 0.2 * float((noisy - step).pow(2).mean())
+    assert float(clean[..., 20:].mean() - clean[..., :12].mean()) > 0.9  # the edge survives
+    raw = WassersteinPatchPrior(noisy, n_reference_patches=100)
+    den = WassersteinPatchPrior(noisy, n_reference_patches=100, reference_denoise=0.05)
+    assert den.reference(0).var(1).mean() < raw.reference(0).var(1).mean()

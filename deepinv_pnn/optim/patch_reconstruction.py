@@ -32,6 +32,10 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
     :param int steps: Adam iterations.
     :param float lr: Adam step.
     :param bool clamp: clip the iterate to :math:`[0, 1]` after each step.
+    :param int average_from: if set, return the running mean of the iterates from this step on
+        (Polyak-Ruppert averaging) instead of the last iterate. With stochastic priors
+        (random patch subsets redrawn at each step) the iterates jitter around the solution;
+        their mean is closer to it and no longer depends on the exact number of steps.
 
     :Examples:
 
@@ -45,13 +49,16 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
     """
 
     def __init__(self, prior: torch.nn.Module, lambda_reg: float, steps: int = 500, lr: float = 0.01,
-                 clamp: bool = False):
+                 clamp: bool = False, average_from: int | None = None):
         super().__init__()
         self.prior = prior
         self.lambda_reg = check_positive(lambda_reg, "lambda_reg", allow_zero=True)
         self.steps = int(steps)
         self.lr = check_positive(lr, "lr")
         self.clamp = clamp
+        if average_from is not None and not 1 <= int(average_from) <= self.steps:
+            raise ValueError(f"average_from must be in [1, steps={self.steps}], got {average_from}")
+        self.average_from = None if average_from is None else int(average_from)
 
     def forward(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, init: torch.Tensor | None = None,
                 **kwargs) -> torch.Tensor:
@@ -59,8 +66,9 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
         check_image(y, "y")
         x = (backprojection(y, physics) if init is None else init).detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=self.lr)
+        mean, count = None, 0
         with torch.enable_grad():
-            for _ in range(self.steps):
+            for step in range(1, self.steps + 1):
                 optimizer.zero_grad(set_to_none=True)
                 loss = ((physics.A(x) - y) ** 2).flatten(1).mean(1).sum()
                 if self.lambda_reg:
@@ -70,4 +78,7 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
                 if self.clamp:
                     with torch.no_grad():
                         x.clamp_(0, 1)
-        return x.detach()
+                if self.average_from is not None and step >= self.average_from:
+                    count += 1
+                    mean = x.detach().clone() if mean is None else mean.add_(x.detach() - mean, alpha=1.0 / count)
+        return x.detach() if mean is None else mean
