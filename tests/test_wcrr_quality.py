@@ -1,0 +1,112 @@
+"""WCRR-NN: the splines are trainable from their initialisation (the cause of the early quality gap)."""
+
+import pytest
+import torch
+
+from deepinv_pnn.nn.splines import LinearSpline
+from deepinv_pnn.optim import WeaklyConvexRidgeRegularizer
+from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.training.train_wcrr import resampled_init
+
+
+def _loss(prior, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 1, 24, 24, generator=g)
+    sigma = torch.tensor([15 / 255, 25 / 255])
+    y = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
+    return (y - prior._grad(y, sigma) - x).pow(2).sum()
+
+
+def test_both_splines_receive_a_gradient_at_initialisation():
+    # phi_- starts at 0 and phi_+ at a clipped identity: every slope lies on the boundary
+    # of [0, 1], where torch.clamp passes no gradient; phi_- was then never trained
+    torch.manual_seed(0)
+    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    _loss(prior).backward()
+    for spline in (prior.phi_plus, prior.phi_minus):
+        grad = spline.coefficients.grad
+        assert grad is not None and float(grad.abs().sum()) > 1e-3
+        assert int((grad != 0).sum()) > spline.num_knots // 2
+
+
+def test_boundary_spline_has_the_values_of_the_plain_projection():
+    torch.manual_seed(1)
+    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    for spline in (prior.phi_plus, prior.phi_minus):
+        with torch.no_grad():
+            spline.coefficients.add_(3 * spline.h * torch.randn_like(spline.coefficients))
+        plain = LinearSpline.projected_coefficients(spline)
+        assert torch.allclose(spline.projected_coefficients(), plain, atol=1e-6)
+
+
+def test_projection_after_a_step_restores_the_constraints_and_is_idempotent():
+    torch.manual_seed(2)
+    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    opt = torch.optim.SGD(prior.parameters(), lr=10.0)
+    _loss(prior).backward()
+    opt.step()
+    before = [s.projected_coefficients().detach().clone() for s in (prior.phi_plus, prior.phi_minus)]
+    prior.project_()
+    for spline, ref in zip((prior.phi_plus, prior.phi_minus), before):
+        raw = spline.coefficients.detach()
+        slopes = (raw[:, 1:] - raw[:, :-1]) / spline.h
+        assert float(slopes.min()) >= -1e-5 and float(slopes.max()) <= 1 + 1e-5
+        assert torch.allclose(spline.projected_coefficients().detach(), ref, atol=1e-5)
+        assert torch.allclose(raw, ref, atol=1e-5)
+
+
+def test_resampled_init_on_the_same_grid_keeps_the_model(tmp_path):
+    torch.manual_seed(3)
+    prior = WeaklyConvexRidgeRegularizer(num_knots=21, x_range=2.0)
+    with torch.no_grad():
+        for spline in (prior.phi_plus, prior.phi_minus):
+            spline.coefficients.add_(0.5 * spline.h * torch.randn_like(spline.coefficients))
+    path = save_weights(prior, tmp_path / "w.safetensors")
+    same = resampled_init(path, 21, 2.0, old_x_range=2.0)
+    wider = resampled_init(path, 41, 4.0, outer_slope=1.0, outer_start=2.0, old_x_range=2.0)
+    x = torch.rand(1, 1, 20, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(same.grad(x, 0.1), prior.grad(x, 0.1), atol=1e-5)
+        t = torch.linspace(-4, 4, 41).view(1, 1, -1)
+        inner = t.abs() < 2 - 1e-6
+        assert torch.allclose(wider.phi_plus(t)[inner], prior.phi_plus(t)[inner], atol=1e-5)
+        # phi_- decreases psi' with slope 1 beyond |t| = 2
+        slopes = wider.phi_minus.slopes()[0]
+        assert torch.allclose(slopes[31:39], torch.ones(8), atol=1e-5)
+
+
+def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser():
+    from deepinv_pnn.optim.ridge import accelerated_gradient
+    from deepinv_pnn.training.train_wcrr import implicit_loss
+
+    torch.manual_seed(0)
+    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3, num_knots=21, x_range=2.0).double()
+    with torch.no_grad():  # interior slopes of phi_-, a nonconvex psi
+        prior.phi_minus.coefficients.add_(0.5 * torch.linspace(-2, 2, 21, dtype=torch.float64))
+        prior.log_mu.fill_(1.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 10, 10, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.06, 0.1], dtype=torch.float64)
+    y = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+    def exact_loss():
+        lip = 1 + float(prior.activation_lipschitz(sigma).detach().max())
+        with torch.no_grad():
+            out, _ = accelerated_gradient(lambda z: z - y + prior._grad(z, sigma), y, lip, max_iter=20000, tol=1e-13)
+        return float((out - x).pow(2).mean())
+
+    loss = implicit_loss(prior, y, x, sigma, tol=1e-12, max_iter=20000, cg_iter=500, cg_tol=1e-10)
+    assert float(loss) == pytest.approx(exact_loss(), rel=1e-8)
+    loss.backward()
+    for param in (prior.conv.weights[1], prior.phi_minus.coefficients, prior.scaling.coefficients):
+        d = torch.randn(param.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        eps = 1e-6
+        with torch.no_grad():
+            param.add_(eps * d)
+        plus = exact_loss()
+        with torch.no_grad():
+            param.sub_(2 * eps * d)
+        minus = exact_loss()
+        with torch.no_grad():
+            param.add_(eps * d)
+        assert float((param.grad * d).sum()) == pytest.approx((plus - minus) / (2 * eps), rel=1e-4)
