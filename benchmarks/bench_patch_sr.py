@@ -8,8 +8,11 @@ the WPP papers' operator (:class:`deepinv_pnn.sr_physics.WPPSuperResolution`) wi
 correlation of WPPFlow's pixel-wise std with the absolute error; and the inference time of
 WPPNet against per-image WPP optimisation (ratio). Regularisation weights of TV, WPP and
 patchNR are chosen on a 300x300 crop of a *training* slice (``SiC_slices/slice1.png``),
-never on the validation slice. The TV weight is per pixel (TV is a sum over pixels, the
-data term and both patch priors are means), so it transfers between image sizes.
+never on the validation slice (WPP's jointly with the TV denoising of its reference,
+``reference_denoise``). The TV weight is per pixel (TV is a sum over pixels, the
+data term and both patch priors are means), so it transfers between image sizes. TV, WPP
+and patchNR share one Adam solver that returns the mean of its iterates after the first
+third of the steps (``--average-from``).
 WPP and patchNR use random patch subsets redrawn at every step (``resample``), which
 keeps the cost per step independent of the image size.
 
@@ -96,6 +99,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--wpp-ref-denoise", type=float, nargs="+", default=[0.0, 0.05],
                         help="TV weights of the reference denoising tried in WPP's tuning (0: raw reference)")
     parser.add_argument("--wpp-lambdas", type=float, nargs="+", default=[3e-3, 1e-2])
+    parser.add_argument("--nr-lambdas", type=float, nargs="+", default=[1e-5, 3e-5, 1e-4, 3e-4])
     parser.add_argument("--nr-steps", type=int, default=50)
     parser.add_argument("--nr-patches", type=int, default=4000, help="patchNR patches per step, per 300x300 pixels")
     parser.add_argument("--average-from", type=float, default=1 / 3,
@@ -181,7 +185,7 @@ def main(argv=None) -> dict:
             nets["patchnr"].n_patches = density(args.nr_patches, image)
             return adam(nets["patchnr"], lam, steps_nr, 0.03)
 
-        lam_nr, extra["patchnr_tuning"] = tune(lambda lam: nr(lam, tune_img), [1e-5, 3e-5, 1e-4], tune_img, physics)
+        lam_nr, extra["patchnr_tuning"] = tune(lambda lam: nr(lam, tune_img), args.nr_lambdas, tune_img, physics)
         extra["lambda"]["patchnr"] = lam_nr
         x_nr, times["patchnr"] = timed(lambda: nr(lam_nr, val)(y, physics, init=aligned_upsample(y)), device)
         rows["patchnr"] = psnr(x_nr.cpu(), val.cpu())
