@@ -99,6 +99,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--wpp-ref-denoise", type=float, nargs="+", default=[0.0, 0.05],
                         help="TV weights of the reference denoising tried in WPP's tuning (0: raw reference)")
     parser.add_argument("--wpp-lambdas", type=float, nargs="+", default=[3e-3, 1e-2])
+    parser.add_argument("--wpp-center", action="store_true", help="mean-centred patches in WPP")
     parser.add_argument("--nr-lambdas", type=float, nargs="+", default=[1e-5, 3e-5, 1e-4, 3e-4])
     parser.add_argument("--nr-steps", type=int, default=50)
     parser.add_argument("--nr-patches", type=int, default=4000, help="patchNR patches per step, per 300x300 pixels")
@@ -205,7 +206,7 @@ def main(argv=None) -> dict:
     def wpp(lam, image, denoise=0.0):
         prior = WassersteinPatchPrior(ref.cpu(), n_reference_patches=n_ref, psi_iters=args.wpp_psi_iters, n_scales=2,
                                       n_patches=density(args.wpp_patches, image), resample=True,
-                                      reference_denoise=denoise).to(device)
+                                      reference_denoise=denoise, center=args.wpp_center).to(device)
         return adam(prior, lam, steps_wpp, 0.01)
 
     if "wpp" not in args.skip:
