@@ -21,7 +21,7 @@ def test_both_splines_receive_a_gradient_at_initialisation():
     # phi_- starts at 0 and phi_+ at a clipped identity: every slope lies on the boundary
     # of [0, 1], where torch.clamp passes no gradient; phi_- was then never trained
     torch.manual_seed(0)
-    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3)
+    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4, 8), kernel_size=3, num_knots=21, x_range=2.0)
     _loss(prior).backward()
     for spline in (prior.phi_plus, prior.phi_minus):
         grad = spline.coefficients.grad

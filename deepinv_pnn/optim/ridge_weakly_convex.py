@@ -76,8 +76,8 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
 
     :param tuple channels: channels of the multi-convolution (default ``(1, 4, 8, 60)``).
     :param int kernel_size: kernel size of each convolution (default 5).
-    :param int num_knots: knots of :math:`\varphi_\pm` (default 101).
-    :param float x_range: the knots of :math:`\varphi_\pm` cover :math:`[-r, r]` (default 2).
+    :param int num_knots: knots of :math:`\varphi_\pm` (default 201).
+    :param float x_range: the knots of :math:`\varphi_\pm` cover :math:`[-r, r]` (default 8).
     :param float sigma_default: noise level used when no ``g_param`` is given (default 25/255).
     :param pretrained: ``True`` loads the shipped weights, a path loads a file.
     :param torch.Tensor mask: optional spatial mask, see :class:`RidgeRegularizer`.
@@ -100,8 +100,8 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         self,
         channels: tuple = (1, 4, 8, 60),
         kernel_size: int = 5,
-        num_knots: int = 101,
-        x_range: float = 2.0,
+        num_knots: int = 201,
+        x_range: float = 8.0,
         sigma_default: float = 25 / 255,
         pretrained: bool | str | os.PathLike | None = None,
         mask: torch.Tensor | None = None,
