@@ -43,6 +43,29 @@ __all__ = ["sliced_cpu_float32", "supports_cpu_float32", "uses_numba"]
 _INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
 _INDEX_MASK = 2**_INDEX_BITS - 1
 _BLOCK_ELEMENTS = 2**18  # elements of one work block (~5 MB of buffers): cache-friendly
+_KEEP_BYTES = 2**26  # projection buffers up to this size are kept between calls (per thread)
+_WORKSPACE = threading.local()  # reused buffers: fresh large arrays cost page faults and zeroing
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # persistent workers (their key buffers persist too)
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="sliced-mmd")
+        return _POOLS[workers]
+
+
+def _buffer(name: str, shape: tuple, dtype, keep: bool):
+    """An uninitialised array of ``shape`` from the calling thread's workspace (or a new one)."""
+    if not keep:
+        return np.empty(shape, dtype=dtype)
+    size = int(np.prod(shape))
+    flat = getattr(_WORKSPACE, name, None)
+    if flat is None or flat.dtype != dtype or flat.size < size:
+        flat = np.empty(size, dtype=dtype)
+        setattr(_WORKSPACE, name, flat)
+    return flat[:size].reshape(shape)
 
 
 def uses_numba() -> bool:
@@ -62,7 +85,8 @@ if numba is not None:
                 keys[r, j] = np.float64(z[r, j])
                 bits[r, j] |= j
 
-    @numba.njit(cache=True, nogil=True)
+    # reassociation lets the compiler split the running sum into several (no 4-cycle chain)
+    @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
     def _walk_sorted(bits, shifted, n, m):  # pragma: no cover - compiled
         # one pass over the sorted keys of each row: shifted[idx] = 2 C_k + s_k; returns
         # sum_k z_k g_k = sum over particles of -2/n z v + sum over targets of 2/m z v
@@ -89,12 +113,9 @@ if numba is not None:
         return value
 
 
-def _block_numba(z: np.ndarray, shifted: np.ndarray, n: int, m: int, buffers: threading.local) -> float:
-    # one key buffer per thread, reused across blocks (fresh large arrays cost page faults)
-    keys = getattr(buffers, "keys", None)
-    if keys is None or keys.shape[1] != z.shape[1] or keys.shape[0] < z.shape[0]:
-        keys = buffers.keys = np.empty(z.shape, dtype=np.float64)
-    keys = keys[: z.shape[0]]
+def _block_numba(z: np.ndarray, shifted: np.ndarray, n: int, m: int) -> float:
+    # one key buffer per thread, reused across blocks and calls
+    keys = _buffer("keys", z.shape, np.float64, z.nbytes * 2 <= _KEEP_BYTES)
     bits = keys.view(np.int64)
     _pack_keys(z, keys, bits)
     keys.sort(axis=1)
@@ -136,7 +157,6 @@ def sliced_cpu_float32(
     rows = max(1, min(n_proj, _BLOCK_ELEMENTS // total))
     outer = max(rows, min(n_proj, int(memory_budget // (8 * total))))
     compiled = uses_numba()
-    buffers = threading.local()
     workers = max(1, torch.get_num_threads())
     index = np.arange(total, dtype=np.int64)
     h = 1.0 / n + 1.0 / m
@@ -155,22 +175,22 @@ def sliced_cpu_float32(
     for start in range(0, n_proj, outer):
         xi_c = xi[:, start : start + outer]
         p_c = xi_c.shape[1]
-        z = torch.empty(p_c, total, dtype=torch.float32)
+        keep = 4 * p_c * total <= _KEEP_BYTES
+        z = torch.from_numpy(_buffer("z", (p_c, total), np.float32, keep))
         z[:, :n].addmm_(xi_c.T, x.T, beta=0)  # beta=0: the uninitialised memory is ignored
         z[:, n:].addmm_(xi_c.T, y.T, beta=0)
         # per point: 2 C_k + s_k at its sorted position; g_k = 2 s_k (2 C_k + s_k) with
         # s = -1/N on the particles, 1/M on the targets, applied below as scalar factors
-        shifted = torch.empty_like(z)
+        shifted = torch.from_numpy(_buffer("shifted", (p_c, total), np.float32, keep))
         if compiled:
             zn, sn = z.numpy(), shifted.numpy()
             starts = range(0, p_c, rows)
 
             def block(r0, zn=zn, sn=sn):
-                return _block_numba(zn[r0 : r0 + rows], sn[r0 : r0 + rows], n, m, buffers)
+                return _block_numba(zn[r0 : r0 + rows], sn[r0 : r0 + rows], n, m)
 
             if workers > 1 and len(starts) > 1:
-                with ThreadPoolExecutor(min(workers, len(starts))) as pool:
-                    value += sum(pool.map(block, starts))
+                value += sum(_pool(workers).map(block, starts))
             else:
                 value += sum(block(r0) for r0 in starts)
             del z
