@@ -43,7 +43,7 @@ __all__ = ["sliced_cpu_float32", "supports_cpu_float32", "uses_numba"]
 _INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
 _INDEX_MASK = 2**_INDEX_BITS - 1
 _BLOCK_ELEMENTS = 2**18  # elements of one work block (~5 MB of buffers): cache-friendly
-_KEEP_BYTES = 2**26  # projection buffers up to this size are kept between calls (per thread)
+_KEEP_BYTES = 2**24  # buffers up to 16 MB are kept between calls (per thread; at most ~40 MB in all)
 _WORKSPACE = threading.local()  # reused buffers: fresh large arrays cost page faults and zeroing
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # persistent workers (their key buffers persist too)
 _POOLS_LOCK = threading.Lock()
