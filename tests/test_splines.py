@@ -92,3 +92,16 @@ def test_invalid_spline_arguments_raise():
         LinearSpline(2, x_range=0.0)
     with pytest.raises(ValueError, match="shape"):
         LinearSpline(2)(torch.zeros(1, 3, 4))
+
+
+def test_projection_passes_the_gradient_on_the_slope_bounds():
+    # slopes exactly on a bound (the soft-clip start: 0 and 1) must still learn; outside
+    # the bounds the projection cuts the gradient off
+    from deepinv_pnn.nn.splines import clamp_closed
+
+    x = torch.tensor([0.0, 1.0, -0.01, 0.5, 1.2], requires_grad=True)
+    clamp_closed(x, 0.0, 1.0).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 0.0, 1.0, 0.0]
+    spline = LinearSpline(2, 21, 2.0, init="soft-clip", slope_min=0.0, slope_max=1.0)
+    spline(torch.linspace(-3, 3, 50).view(1, 1, 50).expand(1, 2, 50).contiguous()).square().sum().backward()
+    assert float(spline.coefficients.grad.abs().sum()) > 0

@@ -114,6 +114,25 @@ def spline_potential(x: torch.Tensor, coeffs: torch.Tensor, x_min: float, h: flo
     return torch.take(cum, flat) + h * frac * (left + 0.5 * frac * delta)
 
 
+def clamp_closed(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
+    """``clamp`` whose gradient is the identity on the closed interval ``[lo, hi]``.
+
+    ``torch.clamp`` passes no gradient at the bounds themselves, so a spline initialised with
+    slopes exactly on a bound (e.g. the soft-clip start of slopes 0 and 1) could never move
+    them; here only the strictly outside values are cut off from the gradient.
+
+    :param torch.Tensor x: the values.
+    :param float lo: lower bound (or ``None``).
+    :param float hi: upper bound (or ``None``).
+    """
+    inside = torch.ones_like(x, dtype=torch.bool)
+    if lo is not None:
+        inside &= x >= lo
+    if hi is not None:
+        inside &= x <= hi
+    return torch.where(inside, x, torch.clamp(x, lo, hi).detach())
+
+
 class LinearSpline(nn.Module):
     r"""``C`` learnable linear splines :math:`\varphi_i`, applied channel-wise to ``[B, C, ...]``.
 
@@ -183,7 +202,7 @@ class LinearSpline(nn.Module):
         constrained = self.slope_min is not None or self.slope_max is not None or self.clip_ends
         if constrained:
             slopes = (c[:, 1:] - c[:, :-1]) / self.h
-            slopes = torch.clamp(slopes, self.slope_min, self.slope_max)
+            slopes = clamp_closed(slopes, self.slope_min, self.slope_max)
             if self.clip_ends:
                 mask = torch.ones_like(slopes)
                 mask[:, 0] = 0
@@ -191,6 +210,11 @@ class LinearSpline(nn.Module):
                 slopes = slopes * mask
             c = torch.cat([torch.zeros_like(c[:, :1]), torch.cumsum(slopes * self.h, dim=1)], dim=1)
         return c - c[:, self.num_knots // 2 : self.num_knots // 2 + 1]
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Replace the coefficients by the projected ones (in place): projected gradient."""
+        self.coefficients.copy_(self.projected_coefficients())
 
     def slopes(self) -> torch.Tensor:
         """Slopes of the projected spline's segments ``[C, K-1]``."""

@@ -18,8 +18,9 @@ noise level is deepinv's ``g_param`` (default: ``sigma_default``).
 The slope constraints are imposed by clamping, whose gradient vanishes on the boundary
 (``torch.clamp`` passes no gradient at ``min`` or ``max``). Both splines are initialised on
 the boundary (slopes 0 or 1), so with a plain clamp :math:`\varphi_-` never receives a
-gradient and the model stays convex. :class:`BoundarySpline` uses a clamp that passes the
-gradient on the closed interval, and :meth:`WeaklyConvexRidgeRegularizer.project_` writes
+gradient and the model stays convex. :class:`~deepinv_pnn.nn.splines.LinearSpline` projects
+with :func:`~deepinv_pnn.nn.splines.clamp_closed`, which passes the gradient on the closed
+interval, and :meth:`WeaklyConvexRidgeRegularizer.project_` writes
 the projected coefficients back after each optimiser step (projected gradient).
 """
 
@@ -38,37 +39,6 @@ from deepinv_pnn.pretrained import load_pretrained
 
 WCRR_WEIGHTS = "wcrr_bsd400.safetensors"
 _EPS = 1e-5
-
-
-def _clamp_closed(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
-    """``clamp`` whose gradient is the identity on the closed interval ``[lo, hi]``."""
-    inside = torch.ones_like(x, dtype=torch.bool)
-    if lo is not None:
-        inside &= x >= lo
-    if hi is not None:
-        inside &= x <= hi
-    return torch.where(inside, x, torch.clamp(x, lo, hi).detach())
-
-
-class BoundarySpline(LinearSpline):
-    """A :class:`~deepinv_pnn.nn.splines.LinearSpline` whose slope projection passes the
-    gradient on the boundary of the constraint (see the module docstring)."""
-
-    def projected_coefficients(self) -> torch.Tensor:
-        c = self.coefficients
-        slopes = _clamp_closed((c[:, 1:] - c[:, :-1]) / self.h, self.slope_min, self.slope_max)
-        if self.clip_ends:
-            mask = torch.ones_like(slopes)
-            mask[:, 0] = 0
-            mask[:, -1] = 0
-            slopes = slopes * mask
-        c = torch.cat([torch.zeros_like(c[:, :1]), torch.cumsum(slopes * self.h, dim=1)], dim=1)
-        return c - c[:, self.num_knots // 2 : self.num_knots // 2 + 1]
-
-    @torch.no_grad()
-    def project_(self) -> None:
-        """Replace the coefficients by the projected ones (in place)."""
-        self.coefficients.copy_(self.projected_coefficients())
 
 
 class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
@@ -109,8 +79,8 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         device: str | torch.device = "cpu",
     ):
         super().__init__(MultiConv2d(channels, kernel_size), mask=None, mask_net=mask_net)
-        self.phi_plus = BoundarySpline(1, num_knots, x_range, init="soft-clip", slope_min=0.0, slope_max=1.0)
-        self.phi_minus = BoundarySpline(
+        self.phi_plus = LinearSpline(1, num_knots, x_range, init="soft-clip", slope_min=0.0, slope_max=1.0)
+        self.phi_minus = LinearSpline(
             1, num_knots, x_range, init="zero", slope_min=0.0, slope_max=1.0, clip_ends=True
         )
         self.log_mu = nn.Parameter(torch.tensor(math.log(1.0)))
