@@ -158,12 +158,12 @@ def sliced_cpu_float32(
     outer = max(rows, min(n_proj, int(memory_budget // (8 * total))))
     compiled = uses_numba()
     workers = max(1, torch.get_num_threads())
-    index = np.arange(total, dtype=np.int64)
-    h = 1.0 / n + 1.0 / m
-    # 2 C_k + s_k = h (c_k + c_{k-1}) - (2k - 1)/M with c_k the number of particles among
-    # the k smallest: exact integer counts, then one multiply-add in float32
-    minus_offset = torch.arange(1, total + 1, dtype=torch.float32).mul_(-2.0 / m).add_(1.0 / m)
-    if not compiled:  # buffers of the NumPy passes, reused by every block
+    if not compiled:  # constants and buffers of the NumPy passes, reused by every block
+        index = np.arange(total, dtype=np.int64)
+        h = 1.0 / n + 1.0 / m
+        # 2 C_k + s_k = h (c_k + c_{k-1}) - (2k - 1)/M with c_k the number of particles among
+        # the k smallest: exact integer counts, then one multiply-add in float32
+        minus_offset = torch.arange(1, total + 1, dtype=torch.float32).mul_(-2.0 / m).add_(1.0 / m)
         keys = np.empty((rows, total), dtype=np.float64)
         bits = keys.view(np.int64)
         is_x = np.empty((rows, total), dtype=np.bool_)
