@@ -34,6 +34,7 @@ Command line::
 from __future__ import annotations
 
 import torch
+from deepinv.optim.utils import conjugate_gradient
 
 from deepinv_pnn.optim.ridge import accelerated_gradient
 from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
@@ -103,26 +104,6 @@ def jfb_denoiser(
     return x
 
 
-def conjugate_gradient(matvec, b: torch.Tensor, max_iter: int = 50, tol: float = 1e-3) -> torch.Tensor:
-    """Solve ``matvec(u) = b`` for a symmetric positive semidefinite operator (whole batch as one vector)."""
-    u = torch.zeros_like(b)
-    r = b.clone()
-    d = r.clone()
-    rr = (r * r).sum()
-    stop = tol**2 * rr
-    for _ in range(max_iter):
-        if float(rr) <= float(stop):
-            break
-        ad = matvec(d)
-        alpha = rr / (d * ad).sum().clamp_min(1e-30)
-        u = u + alpha * d
-        r = r - alpha * ad
-        rr_new = (r * r).sum()
-        d = r + (rr_new / rr) * d
-        rr = rr_new
-    return u
-
-
 def implicit_loss(
     prior: WeaklyConvexRidgeRegularizer,
     y: torch.Tensor,
@@ -162,7 +143,9 @@ def implicit_loss(
         (hv,) = torch.autograd.grad(grad_z, z, v, retain_graph=True)
         return v + hv.detach()
 
-    u = conjugate_gradient(matvec, (2.0 / diff.numel()) * diff, cg_iter, cg_tol)
+    # the whole batch is one vector (parallel_dim=None); eps tiny: b is O(1e-6) per entry
+    u = conjugate_gradient(matvec, (2.0 / diff.numel()) * diff, max_iter=cg_iter, tol=cg_tol, eps=1e-30,
+                           parallel_dim=None)
     surrogate = -(prior._grad(x_star, sigma) * u).sum()
     return surrogate + (loss - surrogate).detach()
 
