@@ -102,7 +102,7 @@ if numba is not None:
             acc = 0.0
             for j in range(total):
                 b = bits[r, j]
-                idx = b & 536870911  # _INDEX_MASK
+                idx = b & _INDEX_MASK  # a global int: a compile-time constant in numba
                 word[0] = b ^ idx  # the widened float32 value, exactly
                 is_x = np.int64(idx < n)
                 v = np.float32(h * (2 * count + is_x) - (2 * j + 1) * inv_m)
@@ -193,29 +193,24 @@ def sliced_cpu_float32(
                 value += sum(_pool(workers).map(block, starts))
             else:
                 value += sum(block(r0) for r0 in starts)
-            del z
-            if need_gx:
-                gx.addmm_(shifted[:, :n].T, xi_c.T, alpha=-2.0 / n)
-            if need_gy:
-                gy.addmm_(shifted[:, n:].T, xi_c.T, alpha=2.0 / m)
-            continue
-        for r0 in range(0, p_c, rows):
-            r = min(rows, p_c - r0)
-            k, b, isx, cnt, csum = keys[:r], bits[:r], is_x[:r], counts[:r], count_sum[:r]
-            torch.from_numpy(k).copy_(z[r0 : r0 + r])
-            np.bitwise_or(b, index, out=b)
-            k.sort(axis=1)
-            np.bitwise_and(b, 2**_INDEX_BITS - 1, out=b)  # the index of the k-th smallest
-            np.less(b, n, out=isx)
-            np.cumsum(isx, axis=1, dtype=np.int32, out=cnt[:, 1:])
-            np.add(cnt[:, 1:], cnt[:, :-1], out=csum)
-            block = torch.from_numpy(csum).to(torch.float32).mul_(h).add_(minus_offset)
-            shifted[r0 : r0 + r].scatter_(1, torch.from_numpy(b), block)
-            zb, sb = z[r0 : r0 + r], shifted[r0 : r0 + r]
-            value += (
-                -2.0 / n * float(torch.linalg.vecdot(zb[:, :n], sb[:, :n]).double().sum())
-                + 2.0 / m * float(torch.linalg.vecdot(zb[:, n:], sb[:, n:]).double().sum())
-            )
+        else:
+            for r0 in range(0, p_c, rows):
+                r = min(rows, p_c - r0)
+                k, b, isx, cnt, csum = keys[:r], bits[:r], is_x[:r], counts[:r], count_sum[:r]
+                torch.from_numpy(k).copy_(z[r0 : r0 + r])
+                np.bitwise_or(b, index, out=b)
+                k.sort(axis=1)
+                np.bitwise_and(b, _INDEX_MASK, out=b)  # the index of the k-th smallest
+                np.less(b, n, out=isx)
+                np.cumsum(isx, axis=1, dtype=np.int32, out=cnt[:, 1:])
+                np.add(cnt[:, 1:], cnt[:, :-1], out=csum)
+                walked = torch.from_numpy(csum).to(torch.float32).mul_(h).add_(minus_offset)
+                shifted[r0 : r0 + r].scatter_(1, torch.from_numpy(b), walked)
+                zb, sb = z[r0 : r0 + r], shifted[r0 : r0 + r]
+                value += (
+                    -2.0 / n * float(torch.linalg.vecdot(zb[:, :n], sb[:, :n]).double().sum())
+                    + 2.0 / m * float(torch.linalg.vecdot(zb[:, n:], sb[:, n:]).double().sum())
+                )
         del z
         if need_gx:
             gx.addmm_(shifted[:, :n].T, xi_c.T, alpha=-2.0 / n)
