@@ -124,10 +124,11 @@ def sliced_mmd_riesz_1d(
     return mmd, grad[:, :n], (grad[:, n:] if grad_y else None)
 
 
-def _sliced(x, y, xi, need_gx, need_gy, memory_budget):
+def _sliced(x, y, xi, need_gx, need_gy, memory_budget, scale=1.0):
+    """``scale`` times the summed 1D values, and the gradients of that."""
     if supports_cpu_float32(x, y):
         # one 64-bit key sort per projection instead of an argsort (sliced_mmd_cpu.py)
-        return sliced_cpu_float32(x, y, xi, need_gx, need_gy, memory_budget)
+        return sliced_cpu_float32(x, y, xi, need_gx, need_gy, memory_budget, scale)
     n_proj = xi.shape[1]
     chunk = _chunk_for(x.shape[0] + y.shape[0], n_proj, memory_budget)
     value = x.new_zeros(())
@@ -141,22 +142,20 @@ def _sliced(x, y, xi, need_gx, need_gy, memory_budget):
         del zx, zy
         value = value + vals.sum()
         if need_gx:
-            gx.addmm_(g1x.T, xi_c.T)
+            gx.addmm_(g1x.T, xi_c.T, alpha=scale)
         if need_gy:
-            gy.addmm_(g1y.T, xi_c.T)
-    return value, gx, gy
+            gy.addmm_(g1y.T, xi_c.T, alpha=scale)
+    return value * scale, gx, gy
 
 
 class _SlicedMMDRiesz(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, xi, scale, memory_budget):
         need_gx, need_gy = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        value, gx, gy = _sliced(x.detach(), y.detach(), xi, need_gx, need_gy, memory_budget)
-        ctx.save_for_backward(
-            gx * scale if need_gx else torch.empty(0), gy * scale if need_gy else torch.empty(0)
-        )
+        value, gx, gy = _sliced(x.detach(), y.detach(), xi, need_gx, need_gy, memory_budget, scale)
+        ctx.save_for_backward(gx if need_gx else torch.empty(0), gy if need_gy else torch.empty(0))
         ctx.needs = (need_gx, need_gy)
-        return value * scale
+        return value
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -239,10 +238,8 @@ def sliced_mmd_riesz(
     factor = (riesz_constant(d) if scale is None else float(scale)) / n_proj
     if return_grad:
         with torch.no_grad():
-            value, gx, _ = _sliced(x, y, projections, True, False, memory_budget)
-        return value * factor, gx * factor
+            return _sliced(x, y, projections, True, False, memory_budget, factor)[:2]
     if not (x.requires_grad or y.requires_grad) or not torch.is_grad_enabled():
         with torch.no_grad():
-            value, _, _ = _sliced(x, y, projections, False, False, memory_budget)
-        return value * factor
+            return _sliced(x, y, projections, False, False, memory_budget, factor)[0]
     return _SlicedMMDRiesz.apply(x, y, projections, factor, memory_budget)

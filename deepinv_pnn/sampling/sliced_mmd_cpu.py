@@ -26,6 +26,7 @@ as about ten NumPy/torch passes per block (about 1.3x slower on one thread).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,10 +50,22 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}  # persistent workers (their key buff
 _POOLS_LOCK = threading.Lock()
 
 
+def _single_threaded_worker() -> None:
+    # Each pool thread runs its matrix products on one thread. With torch's OpenMP backend the
+    # thread count is per thread (the caller's setting is untouched); there, teams of the
+    # caller's parallel regions would oversubscribe the cores, and libgomp's team threads wait
+    # actively (spin) for milliseconds after each region, competing with the sorts. With
+    # another backend the setting would be global, so it is left alone.
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        torch.set_num_threads(1)
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     with _POOLS_LOCK:
         if workers not in _POOLS:
-            _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="sliced-mmd")
+            _POOLS[workers] = ThreadPoolExecutor(
+                workers, thread_name_prefix="sliced-mmd", initializer=_single_threaded_worker
+            )
         return _POOLS[workers]
 
 
@@ -122,6 +135,27 @@ def _block_numba(z: np.ndarray, shifted: np.ndarray, n: int, m: int) -> float:
     return _walk_sorted(bits, shifted, n, m)
 
 
+def _project_and_walk(x, y, xi_g, z, shifted, rows: int) -> float:
+    """One task of the compiled path: project on a group of directions (rows of ``z``), then
+    pack, sort and walk in blocks of ``rows`` projections that stay in cache."""
+    n, m = x.shape[0], y.shape[0]
+    z[:, :n].addmm_(xi_g.T, x.T, beta=0)  # beta=0: the uninitialised memory is ignored
+    z[:, n:].addmm_(xi_g.T, y.T, beta=0)
+    zn, sn = z.numpy(), shifted.numpy()
+    return sum(_block_numba(zn[r : r + rows], sn[r : r + rows], n, m) for r in range(0, zn.shape[0], rows))
+
+
+def _back_project(grad, shifted_cols, xi_c, alpha: float, beta: int) -> None:
+    """``grad = beta grad + alpha shifted_cols^T xi_c^T``: rows of a gradient from one chunk."""
+    grad.addmm_(shifted_cols.T, xi_c.T, beta=beta, alpha=alpha)
+
+
+def _split(length: int, parts: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``length``: at most ``parts``, sizes a multiple of ``multiple``."""
+    step = math.ceil(math.ceil(length / multiple) / parts) * multiple
+    return [(a, min(a + step, length)) for a in range(0, length, step)]
+
+
 def supports_cpu_float32(x: torch.Tensor, y: torch.Tensor) -> bool:
     """Whether the packed-key kernel applies: float32 CPU points, fewer than 2^29 in all."""
     return (
@@ -139,8 +173,9 @@ def sliced_cpu_float32(
     need_gx: bool,
     need_gy: bool,
     memory_budget: float,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    r"""Sum over the projections of the 1D :math:`\mathrm{MMD}^2`, and its gradients.
+    r"""``scale`` times the sum over the projections of the 1D :math:`\mathrm{MMD}^2`, and its gradients.
 
     :param torch.Tensor x: particles ``[N, d]`` (float32, CPU).
     :param torch.Tensor y: targets ``[M, d]`` (float32, CPU).
@@ -149,6 +184,8 @@ def sliced_cpu_float32(
     :param bool need_gy: return the gradient with respect to ``y``.
     :param float memory_budget: bytes of projections and gradients held at a time
         (8 bytes per point and projection).
+    :param float scale: the factor applied to the value and the gradients (in the
+        back-projection, not as a separate pass).
     :return: ``(value, grad_x or None, grad_y or None)``, value a 0-d float32 tensor.
     """
     n, m = x.shape[0], y.shape[0]
@@ -170,30 +207,43 @@ def sliced_cpu_float32(
         counts = np.zeros((rows, total + 1), dtype=np.int32)  # column 0 stays c_0 = 0
         count_sum = np.empty((rows, total), dtype=np.int32)
     value = 0.0
-    gx = torch.zeros_like(x) if need_gx else None
-    gy = torch.zeros_like(y) if need_gy else None
+    # filled by the first chunk's back-projection (beta=0): no separate zeroing pass
+    gx = torch.empty_like(x) if need_gx else None
+    gy = torch.empty_like(y) if need_gy else None
     for start in range(0, n_proj, outer):
         xi_c = xi[:, start : start + outer]
         p_c = xi_c.shape[1]
         keep = 4 * p_c * total <= _KEEP_BYTES
         z = torch.from_numpy(_buffer("z", (p_c, total), np.float32, keep))
-        z[:, :n].addmm_(xi_c.T, x.T, beta=0)  # beta=0: the uninitialised memory is ignored
-        z[:, n:].addmm_(xi_c.T, y.T, beta=0)
         # per point: 2 C_k + s_k at its sorted position; g_k = 2 s_k (2 C_k + s_k) with
         # s = -1/N on the particles, 1/M on the targets, applied below as scalar factors
         shifted = torch.from_numpy(_buffer("shifted", (p_c, total), np.float32, keep))
+        # the back-projection: [start, stop) rows of the gradient of x (column offset 0) or y (n)
+        products = [(g, 0, -2.0 / n) for g in (gx,) if need_gx] + [(g, n, 2.0 / m) for g in (gy,) if need_gy]
+        beta = 0 if start == 0 else 1
+        if compiled and workers > 1 and p_c > rows:
+            # The whole call runs on the pool, one thread per task: projection, sort and walk
+            # on groups of directions, then the back-projection on ranges of points. No
+            # OpenMP region of the caller runs in between (see _single_threaded_worker).
+            pool = _pool(workers)
+            walks = [
+                pool.submit(_project_and_walk, x, y, xi_c[:, a:b], z[a:b], shifted[a:b], rows)
+                for a, b in _split(p_c, workers, rows)
+            ]
+            value += sum(task.result() for task in walks)
+            back = [
+                pool.submit(_back_project, grad[a:b], shifted[:, offset + a : offset + b], xi_c, alpha * scale, beta)
+                for grad, offset, alpha in products
+                for a, b in _split(grad.shape[0], workers)
+            ]
+            for task in back:
+                task.result()
+            continue
         if compiled:
-            zn, sn = z.numpy(), shifted.numpy()
-            starts = range(0, p_c, rows)
-
-            def block(r0, zn=zn, sn=sn):
-                return _block_numba(zn[r0 : r0 + rows], sn[r0 : r0 + rows], n, m)
-
-            if workers > 1 and len(starts) > 1:
-                value += sum(_pool(workers).map(block, starts))
-            else:
-                value += sum(block(r0) for r0 in starts)
+            value += _project_and_walk(x, y, xi_c, z, shifted, rows)
         else:
+            z[:, :n].addmm_(xi_c.T, x.T, beta=0)
+            z[:, n:].addmm_(xi_c.T, y.T, beta=0)
             for r0 in range(0, p_c, rows):
                 r = min(rows, p_c - r0)
                 k, b, isx, cnt, csum = keys[:r], bits[:r], is_x[:r], counts[:r], count_sum[:r]
@@ -211,9 +261,6 @@ def sliced_cpu_float32(
                     -2.0 / n * float(torch.linalg.vecdot(zb[:, :n], sb[:, :n]).double().sum())
                     + 2.0 / m * float(torch.linalg.vecdot(zb[:, n:], sb[:, n:]).double().sum())
                 )
-        del z
-        if need_gx:
-            gx.addmm_(shifted[:, :n].T, xi_c.T, alpha=-2.0 / n)
-        if need_gy:
-            gy.addmm_(shifted[:, n:].T, xi_c.T, alpha=2.0 / m)
-    return torch.tensor(value, dtype=torch.float32), gx, gy
+        for grad, offset, alpha in products:
+            _back_project(grad, shifted[:, offset : offset + grad.shape[0]], xi_c, alpha * scale, beta)
+    return torch.tensor(value * scale, dtype=torch.float32), gx, gy
