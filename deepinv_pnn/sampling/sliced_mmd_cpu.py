@@ -19,9 +19,13 @@ When `numba <https://numba.pydata.org>`_ is installed (``pip install deepinv-pnn
 element-wise passes around the sort are two compiled loops: one packs the keys, one walks the
 sorted keys once, keeping the running count of particles, writing :math:`2C_k + s_k` back to
 each point's position and accumulating the value, without branches (the particle/target test
-is a 0/1 factor). These loops and NumPy's sort release the GIL, so the blocks of projections
-are spread over ``torch.get_num_threads()`` threads. Without numba the same arithmetic runs
-as about ten NumPy/torch passes per block (about 1.3x slower on one thread).
+is a 0/1 factor). These loops, NumPy's sort and torch's matrix products release the GIL, so
+the whole call runs on a pool of ``torch.get_num_threads()`` threads, each with one torch
+thread: projection, sort and walk per group of directions, then the back-projection per
+range of points. The call starts no OpenMP region: torch's OpenMP threads keep spinning for
+milliseconds after one, on the cores the pool needs. Without numba the same arithmetic runs
+on the calling thread as about ten NumPy/torch passes per block (about 1.3x slower on one
+thread).
 """
 
 from __future__ import annotations
