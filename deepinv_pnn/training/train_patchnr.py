@@ -5,8 +5,9 @@ Usage::
     python -m deepinv_pnn.training.train_patchnr --data-dir ../shared/data/material \
         --out patchnr_sic.safetensors --device cuda --minutes 2 --seed 0
 
-``--data-dir`` holds the training image(s) (``--images``, default ``ref_*.png``) and a
-held-out image (``--val``, default ``val_*.png``). Validation reports the mean patch
+``--data-dir`` holds the training image(s) (``--images``, default ``ref_SiC.png``: the
+material folder also holds a sandstone reference, ``ref_FS.png``, that a SiC prior must not
+see) and a held-out image (``--val``, default ``val_SiC.png``). Validation reports the mean patch
 negative log-likelihood on the held-out image (and on the training image, to show the
 generalisation gap). For a folder of natural images (``--images '*.png'``) the first 90 %
 train and the rest validate.
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images", default="ref_*.png", help="glob of training images in data-dir")
-    parser.add_argument("--val", default="val_*.png", help="glob of held-out images in data-dir")
+    parser.add_argument("--images", default="ref_SiC.png", help="glob of training images in data-dir")
+    parser.add_argument("--val", default="val_SiC.png", help="glob of held-out images in data-dir")
     parser.add_argument("--patch-size", type=int, default=6)
     parser.add_argument("--n-blocks", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=256)
