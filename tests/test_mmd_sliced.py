@@ -244,6 +244,10 @@ def test_dimension_mismatch_and_bad_projections():
         sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="projections must be"):
         sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 3), projections=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="P >= 1"):
+        sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 3), projections=torch.zeros(3, 0))
+    with pytest.raises(ValueError, match="finite"):
+        sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 3), projections=torch.full((3, 2), float("nan")))
     with pytest.raises(ValueError, match="n_projections"):
         sliced_mmd_riesz(torch.zeros(4, 3), torch.zeros(4, 3), n_projections=0)
 

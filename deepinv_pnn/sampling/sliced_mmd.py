@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepinv_pnn.sampling.mmd_riesz import check_point_cloud, riesz_constant
+from deepinv_pnn.sampling.mmd_riesz import _all_finite, check_point_cloud, riesz_constant
 from deepinv_pnn.sampling.sliced_mmd_cpu import sliced_cpu_float32, supports_cpu_float32
 
 __all__ = ["local_projections", "random_directions", "sliced_mmd_riesz", "sliced_mmd_riesz_1d"]
@@ -229,9 +229,16 @@ def sliced_mmd_riesz(
     d = x.shape[1]
     if projections is None:
         projections = random_directions(d, n_projections, generator, x.device, x.dtype)
-    elif not isinstance(projections, torch.Tensor) or projections.dim() != 2 or projections.shape[0] != d:
+    elif (
+        not isinstance(projections, torch.Tensor)
+        or projections.dim() != 2
+        or projections.shape[0] != d
+        or projections.shape[1] < 1
+    ):
         shape = tuple(projections.shape) if isinstance(projections, torch.Tensor) else type(projections).__name__
-        raise ValueError(f"projections must be a [d={d}, P] tensor, got {shape}")
+        raise ValueError(f"projections must be a [d={d}, P] tensor with P >= 1, got {shape}")
+    elif not projections.is_floating_point() or not _all_finite(projections):
+        raise ValueError("projections must be finite floating-point directions")
     projections = projections.to(device=x.device, dtype=x.dtype)
     y = y.to(device=x.device, dtype=x.dtype)
     n_proj = projections.shape[1]
