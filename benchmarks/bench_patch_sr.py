@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--skip", nargs="*", default=[], choices=["patchnr", "wppnet", "wppflow", "wpp"],
                         help="methods not to run (bicubic and TV always run: the table is relative to them)")
     parser.add_argument("--wpp-steps", type=int, default=90, help="Adam steps of WPP")
-    parser.add_argument("--wpp-refs", type=int, default=5000, help="reference patches per scale")
+    parser.add_argument("--wpp-refs", type=int, default=10000, help="reference patches per scale")
     parser.add_argument("--wpp-patches", type=int, default=5000, help="patches of x per scale and step, per 300x300 pixels")
     parser.add_argument("--wpp-psi-iters", type=int, default=5)
     parser.add_argument("--wpp-ref-denoise", type=float, nargs="+", default=[0.0, 0.05],
