@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--wpp-center", action="store_true", help="mean-centred patches in WPP")
     parser.add_argument("--nr-lambdas", type=float, nargs="+", default=[1e-5, 3e-5, 1e-4, 3e-4])
     parser.add_argument("--nr-steps", type=int, default=150)
-    parser.add_argument("--nr-patches", type=int, default=4000, help="patchNR patches per step, per 300x300 pixels")
+    parser.add_argument("--nr-patches", type=int, default=8000, help="patchNR patches per step, per 300x300 pixels")
     parser.add_argument("--average-from", type=float, default=1 / 3,
                         help="every Adam reconstruction (TV, WPP, patchNR) returns the mean of its iterates after "
                              "this fraction of its steps; 1 returns the last iterate")
