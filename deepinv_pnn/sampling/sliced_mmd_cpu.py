@@ -139,12 +139,18 @@ def _block_numba(z: np.ndarray, shifted: np.ndarray, n: int, m: int) -> float:
     return _walk_sorted(bits, shifted, n, m)
 
 
+def _project(x, y, xi_g, z) -> None:
+    """``z = [x, y] xi_g`` transposed: rows of ``z`` are the directions, columns the points."""
+    n = x.shape[0]
+    z[:, :n].addmm_(xi_g.T, x.T, beta=0)  # beta=0: the uninitialised memory is ignored
+    z[:, n:].addmm_(xi_g.T, y.T, beta=0)
+
+
 def _project_and_walk(x, y, xi_g, z, shifted, rows: int) -> float:
     """One task of the compiled path: project on a group of directions (rows of ``z``), then
     pack, sort and walk in blocks of ``rows`` projections that stay in cache."""
     n, m = x.shape[0], y.shape[0]
-    z[:, :n].addmm_(xi_g.T, x.T, beta=0)  # beta=0: the uninitialised memory is ignored
-    z[:, n:].addmm_(xi_g.T, y.T, beta=0)
+    _project(x, y, xi_g, z)
     zn, sn = z.numpy(), shifted.numpy()
     return sum(_block_numba(zn[r : r + rows], sn[r : r + rows], n, m) for r in range(0, zn.shape[0], rows))
 
@@ -214,16 +220,20 @@ def sliced_cpu_float32(
     # filled by the first chunk's back-projection (beta=0): no separate zeroing pass
     gx = torch.empty_like(x) if need_gx else None
     gy = torch.empty_like(y) if need_gy else None
+    # the back-projections: (gradient, its first column in z, factor), g_k = 2 s_k (2 C_k + s_k)
+    # with s = -1/N on the particles, 1/M on the targets
+    products = []
+    if need_gx:
+        products.append((gx, 0, -2.0 / n * scale))
+    if need_gy:
+        products.append((gy, n, 2.0 / m * scale))
     for start in range(0, n_proj, outer):
         xi_c = xi[:, start : start + outer]
         p_c = xi_c.shape[1]
         keep = 4 * p_c * total <= _KEEP_BYTES
         z = torch.from_numpy(_buffer("z", (p_c, total), np.float32, keep))
-        # per point: 2 C_k + s_k at its sorted position; g_k = 2 s_k (2 C_k + s_k) with
-        # s = -1/N on the particles, 1/M on the targets, applied below as scalar factors
+        # per point: 2 C_k + s_k at its sorted position (the factors s_k are in ``products``)
         shifted = torch.from_numpy(_buffer("shifted", (p_c, total), np.float32, keep))
-        # the back-projection: [start, stop) rows of the gradient of x (column offset 0) or y (n)
-        products = [(g, 0, -2.0 / n) for g in (gx,) if need_gx] + [(g, n, 2.0 / m) for g in (gy,) if need_gy]
         beta = 0 if start == 0 else 1
         if compiled and workers > 1 and p_c > rows:
             # The whole call runs on the pool, one thread per task: projection, sort and walk
@@ -236,7 +246,7 @@ def sliced_cpu_float32(
             ]
             value += sum(task.result() for task in walks)
             back = [
-                pool.submit(_back_project, grad[a:b], shifted[:, offset + a : offset + b], xi_c, alpha * scale, beta)
+                pool.submit(_back_project, grad[a:b], shifted[:, offset + a : offset + b], xi_c, alpha, beta)
                 for grad, offset, alpha in products
                 for a, b in _split(grad.shape[0], workers)
             ]
@@ -246,8 +256,7 @@ def sliced_cpu_float32(
         if compiled:
             value += _project_and_walk(x, y, xi_c, z, shifted, rows)
         else:
-            z[:, :n].addmm_(xi_c.T, x.T, beta=0)
-            z[:, n:].addmm_(xi_c.T, y.T, beta=0)
+            _project(x, y, xi_c, z)
             for r0 in range(0, p_c, rows):
                 r = min(rows, p_c - r0)
                 k, b, isx, cnt, csum = keys[:r], bits[:r], is_x[:r], counts[:r], count_sum[:r]
@@ -266,5 +275,5 @@ def sliced_cpu_float32(
                     + 2.0 / m * float(torch.linalg.vecdot(zb[:, n:], sb[:, n:]).double().sum())
                 )
         for grad, offset, alpha in products:
-            _back_project(grad, shifted[:, offset : offset + grad.shape[0]], xi_c, alpha * scale, beta)
+            _back_project(grad, shifted[:, offset : offset + grad.shape[0]], xi_c, alpha, beta)
     return torch.tensor(value * scale, dtype=torch.float32), gx, gy
