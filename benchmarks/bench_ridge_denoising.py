@@ -9,7 +9,9 @@ Protocol: for each model and noise level, free parameters are tuned on ``--val-c
 64x64 centre crops of the validation images, never on a test image: the CRR-NN's
 :math:`(\\lambda, \\mu)` by the coarse-to-fine search from the stored table
 (``--no-retune`` uses the stored table as is), the TV denoiser's threshold likewise. The
-WCRR-NN is conditioned on the noise level and has nothing to tune. The test images are
+WCRR-NN is conditioned on the noise level and uses the calibration table stored with its
+weights (noise factor :math:`c(\\sigma)` and convex-part factor :math:`m(\\sigma)`, made
+with ``--models wcrr --save-tuned``; none in the file: both 1). The test images are
 then denoised with the exact prox solved to the relative tolerance ``--tol``. Noise is
 seeded per image. The published BSD68 means (Goujon et al.) are printed for reference
 only: BSD68 is a different test set (481x321 images).
@@ -18,6 +20,8 @@ only: BSD68 is a different test set (481x321 images).
         [--models crr wcrr tv] [--crr-weights FILE] [--json out.json]
     python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 --models crr \\
         --save-tuned crr_tuned.safetensors   # re-tune the stored table on validation crops
+    python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 --models wcrr \\
+        --val-crops 8 --save-tuned wcrr_tuned.safetensors   # tune the WCRR-NN calibration table
     python benchmarks/bench_ridge_denoising.py --quick
 """
 
@@ -30,13 +34,16 @@ import sys
 import time
 
 import torch
+from safetensors import safe_open
 
 from deepinv_pnn.baselines import TVDenoiser
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models import RidgeDenoiser
 from deepinv_pnn.optim import ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer
+from deepinv_pnn.optim.ridge_convex import CRR_WEIGHTS
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
-from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.optim.ridge_weakly_convex import WCRR_WEIGHTS
+from deepinv_pnn.pretrained import save_weights, shipped_path
 from deepinv_pnn.training.train_crr import split_train_validation_test
 
 PUBLISHED = {"CRR-NN": (30.55, 28.10), "WCRR-NN": (31.21, 28.68)}
@@ -90,6 +97,26 @@ def tune_crr(prior: ConvexRidgeRegularizer, crops, sigma: float, evals: int) -> 
     return lmbda, mu, value
 
 
+def tune_wcrr(prior: WeaklyConvexRidgeRegularizer, crops, sigma: float, evals: int,
+              starts=((1.0, 1.0),)) -> tuple[float, float, float]:
+    """Coarse-to-fine calibration factors (c, m) of the WCRR-NN at one noise level on the
+    validation crops, from each pair of ``starts`` (``evals`` evaluations each; the landscape
+    has more than one local maximum); leaves the table constant at the best pair."""
+    noisy = torch.cat(noisy_copies(crops, sigma, offset=10_000))
+    clean = torch.cat(crops)
+
+    def score(factor, mu_factor):
+        prior.set_table([sigma], [factor], [mu_factor])
+        with torch.no_grad():
+            out = prior.prox(noisy, sigma, tol=1e-4, max_iter=3000)
+        return sum(psnr(o, c) for o, c in zip(out, clean)) / len(crops)
+
+    runs = [tune_coarse_to_fine(score, start, step=1.4, min_step=1.05, max_evals=evals) for start in dict.fromkeys(starts)]
+    (factor, mu_factor), value = max(runs, key=lambda run: run[1])
+    prior.set_table([sigma], [factor], [mu_factor])
+    return factor, mu_factor, value
+
+
 def tune_tv(crops, sigma: float) -> float:
     noisy = noisy_copies(crops, sigma, offset=10_000)
     (scale,), _ = tune_coarse_to_fine(
@@ -113,7 +140,8 @@ def main(argv=None) -> None:
     parser.add_argument("--no-embedded", action="store_true")
     parser.add_argument("--json", default=None, help="write the results to this file")
     parser.add_argument("--save-tuned", default=None,
-                        help="tune the CRR-NN table at --tune-sigmas on the validation crops, save the weights "
+                        help="tune the table of the one model of --models (CRR-NN: (lambda, mu); WCRR-NN: "
+                             "calibration factors) at --tune-sigmas on the validation crops, save the weights "
                              "with it to this file and stop (no test)")
     parser.add_argument("--tune-sigmas", type=float, nargs="+", default=[5, 15, 25, 50])
     parser.add_argument("--threads", type=int, default=1)
@@ -141,16 +169,29 @@ def main(argv=None) -> None:
     if "wcrr" in args.models:
         models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval()
     if args.save_tuned:
-        prior = models["CRR-NN"]
+        if len(models) != 1:
+            raise SystemExit("--save-tuned needs exactly one model in --models (crr or wcrr)")
+        (name, prior), = models.items()
+        tune, labels = (tune_crr, ("lambda", "mu")) if name == "CRR-NN" else (tune_wcrr, ("c", "m"))
         tuned = {}
         for level in args.tune_sigmas:
-            tuned[level] = tune_crr(prior, crops, level / 255, args.tune_evals)
-            print(f"sigma {level:g}: lambda {tuned[level][0]:.4g} mu {tuned[level][1]:.4g} "
+            if name == "CRR-NN":
+                tuned[level] = tune(prior, crops, level / 255, args.tune_evals)
+            else:  # from (1, 1) and from the previous level's pair
+                previous = [tuple(tuned[k][:2]) for k in tuned][-1:]
+                tuned[level] = tune(prior, crops, level / 255, args.tune_evals, starts=[(1.0, 1.0), *previous])
+            print(f"{name} sigma {level:g}: {labels[0]} {tuned[level][0]:.4g} {labels[1]} {tuned[level][1]:.4g} "
                   f"validation {tuned[level][2]:.2f} dB", flush=True)
         levels = sorted(tuned)
         prior.set_table([s / 255 for s in levels], [tuned[s][0] for s in levels], [tuned[s][1] for s in levels])
-        save_weights(prior, args.save_tuned, metadata={"command": "python benchmarks/bench_ridge_denoising.py "
-                                                       + " ".join(argv if argv is not None else sys.argv[1:])})
+        # the source file's metadata (its training command) is kept; the tuning command is added
+        source = (args.crr_weights or shipped_path(CRR_WEIGHTS)) if name == "CRR-NN" else (
+            args.wcrr_weights or shipped_path(WCRR_WEIGHTS))
+        with safe_open(str(source), "pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        metadata["table_command"] = "python benchmarks/bench_ridge_denoising.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        save_weights(prior, args.save_tuned, metadata=metadata)
         return
     results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}, "per_image": {}}
     for level in (15, 25):

@@ -195,3 +195,76 @@ def test_crr_pruning_removes_dead_pairs_and_keeps_the_gradient():
     kept = prior.prune(threshold=1e-8)
     assert kept == 5 and prior.conv.channels[-1] == 5
     assert torch.allclose(prior.grad(x), before, atol=1e-10)
+
+
+def _calibrated(table=((10 / 255, 40 / 255), (0.5, 2.0), (3.0, 0.5))):
+    prior = _randomised(WeaklyConvexRidgeRegularizer)
+    prior.set_table(*table)
+    return prior
+
+
+def test_wcrr_untuned_table_is_the_identity_calibration():
+    prior = _randomised(WeaklyConvexRidgeRegularizer)
+    assert not prior.tuned() and prior.calibration(torch.tensor([0.1])) == (None, None)
+    x = _natural_images(size=16, count=2)
+    before = (prior.fn(x, 0.1), prior.grad(x, 0.1))
+    prior.set_table([10 / 255, 40 / 255], [1.0, 1.0], [1.0, 1.0])
+    assert prior.tuned()
+    assert torch.allclose(prior.fn(x, 0.1), before[0], rtol=1e-12)
+    assert torch.allclose(prior.grad(x, 0.1), before[1], rtol=1e-12)
+
+
+def test_wcrr_calibration_rescales_noise_level_and_convex_part():
+    # at the grid point 20/255 (log-midpoint of 10/255 and 40/255): c = 1, m = 3^0.5 * 0.5^0.5
+    prior = _calibrated()
+    c, m = prior.calibration(torch.tensor([20 / 255], dtype=torch.float64))
+    assert float(c) == pytest.approx(1.0) and float(m) == pytest.approx(1.5**0.5)
+    reference = _randomised(WeaklyConvexRidgeRegularizer)
+    with torch.no_grad():
+        reference.log_mu.add_(torch.log(m).squeeze())
+    x = _natural_images(size=16, count=2)
+    assert torch.allclose(prior.fn(x, 20 / 255), reference.fn(x, 20 / 255), rtol=1e-10)
+    # at the table's end 40/255: c = 2 (the model sees the noise level 80/255), m = 0.5
+    reference = _randomised(WeaklyConvexRidgeRegularizer)
+    with torch.no_grad():
+        reference.log_mu.add_(torch.log(torch.tensor(0.5)))
+    assert torch.allclose(prior.fn(x, 40 / 255), reference.fn(x, 80 / 255), rtol=1e-6)  # float32 table
+
+
+def test_wcrr_calibrated_model_stays_weakly_convex_and_consistent():
+    prior = _calibrated()
+    assert _second_differences(prior, 1.0) >= -1e-6
+    x = _natural_images() + 0.05 * torch.randn(4, 1, 24, 24, dtype=torch.float64)
+    sigma = torch.tensor([0.02, 0.05, 0.1, 0.2], dtype=torch.float64)
+    xr = x.clone().requires_grad_()
+    (auto,) = torch.autograd.grad(prior.fn(xr, sigma).sum(), xr)
+    assert float((prior.grad(x, sigma) - auto).norm() / auto.norm()) < 1e-10
+    # the Lipschitz bound accounts for the convex-part factor m (up to 3 here)
+    lip = prior.grad_lipschitz(10 / 255)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        v = 1e-3 * torch.randn(x[:1].shape, generator=g, dtype=torch.float64)
+        ratio = (prior.grad(x[:1] + v, 10 / 255) - prior.grad(x[:1], 10 / 255)).norm() / v.norm()
+        assert float(ratio) <= lip * (1 + 1e-9)
+
+
+def test_wcrr_set_table_rejects_bad_input():
+    prior = _randomised(WeaklyConvexRidgeRegularizer)
+    with pytest.raises(ValueError, match="same length"):
+        prior.set_table([0.05, 0.1], [1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="increasing"):
+        prior.set_table([0.1, 0.05], [1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        prior.set_table([0.05, 0.1], [1.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        prior.set_table([0.05, 0.1], [1.0, 1.0], [float("nan"), 1.0])
+    assert not prior.tuned()
+
+
+def test_wcrr_loads_weights_saved_without_a_calibration_table():
+    state = {k: v for k, v in _calibrated().state_dict().items() if "table" not in k}
+    prior = _randomised(WeaklyConvexRidgeRegularizer, seed=1)
+    prior.load_state_dict(state)
+    assert not prior.tuned()
+    x = _natural_images(size=16, count=1)
+    assert torch.allclose(prior.fn(x, 0.1), _randomised(WeaklyConvexRidgeRegularizer).fn(x, 0.1))

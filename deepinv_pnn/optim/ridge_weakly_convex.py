@@ -15,6 +15,21 @@ The noise-level conditioning is :math:`s_i(\sigma) = e^{\theta_i(\sigma)}/(\sigm
 with :math:`\theta_i` a learned linear spline of :math:`\sigma` per channel. The
 noise level is deepinv's ``g_param`` (default: ``sigma_default``).
 
+Calibration table (optional, like the CRR-NN's :math:`(\lambda(\sigma), \mu(\sigma))`): a
+noise factor :math:`c(\sigma)` and a convex-part factor :math:`m(\sigma)`, tuned on
+validation images for the noise levels of :data:`~deepinv_pnn.optim.ridge_convex.SIGMA_GRID`
+and interpolated in :math:`\log\sigma`, give
+
+.. math::
+
+    R_\sigma(x) = \sum_i \sum_k \frac{1}{s_i^2}\,\big(m(\sigma)\,\mu\,\psi_+ - \psi_-\big)
+    \big(s_i\,(Wx)_{i,k}\big), \qquad s_i = s_i\big(c(\sigma)\,\sigma\big).
+
+Both factors keep :math:`\psi'' \ge -1` (they scale the input of :math:`s_i` and the convex
+part only), so every calibrated :math:`R_\sigma` is still 1-weakly convex; a plain strength
+:math:`\gamma R_\sigma` with :math:`\gamma > 1` would not be. Before tuning (``NaN`` table)
+both factors are 1.
+
 The slope constraints are imposed by clamping, whose gradient vanishes on the boundary
 (``torch.clamp`` passes no gradient at ``min`` or ``max``). Both splines are initialised on
 the boundary (slopes 0 or 1), so with a plain clamp :math:`\varphi_-` never receives a
@@ -29,12 +44,14 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import torch
 from torch import nn
 
 from deepinv_pnn.nn.multiconv import MultiConv2d
 from deepinv_pnn.nn.splines import LinearSpline
 from deepinv_pnn.optim.ridge import RidgeRegularizer
+from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, interpolate_table
 from deepinv_pnn.pretrained import load_pretrained
 
 WCRR_WEIGHTS = "wcrr_bsd400.safetensors"
@@ -89,10 +106,54 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         with torch.no_grad():
             self.scaling.coefficients.fill_(math.log(2.0))
         self.sigma_default = float(sigma_default)
+        grid = torch.tensor(SIGMA_GRID, dtype=torch.float32) / 255
+        self.register_buffer("sigma_grid", grid, persistent=False)
+        # calibration factors c(sigma), m(sigma) on the grid; NaN: not tuned (both 1)
+        self.register_buffer("noise_factor_table", torch.full_like(grid, float("nan")))
+        self.register_buffer("mu_factor_table", torch.full_like(grid, float("nan")))
         load_pretrained(self, pretrained, WCRR_WEIGHTS)
         if mask is not None:
             self.set_mask(mask)
         self.to(device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files written before the calibration table existed load as "not tuned"
+        for name in ("noise_factor_table", "mu_factor_table"):
+            state_dict.setdefault(prefix + name, torch.full_like(getattr(self, name), float("nan")))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def tuned(self) -> bool:
+        r"""Whether the calibration table :math:`(c(\sigma), m(\sigma))` has been tuned."""
+        return bool(torch.isfinite(self.noise_factor_table).all() and torch.isfinite(self.mu_factor_table).all())
+
+    def set_table(self, sigmas, noise_factors, mu_factors) -> None:
+        r"""Store tuned factors :math:`c, m > 0` for noise levels ``sigmas`` (interpolated onto the
+        grid in :math:`\log\sigma`, constant outside the given levels).
+
+        :param sigmas: noise levels (in [0, 1] units), increasing.
+        :param noise_factors: :math:`c(\sigma)` at those levels.
+        :param mu_factors: :math:`m(\sigma)` at those levels.
+        """
+        s, c, m = (np.asarray(v, dtype=float).reshape(-1) for v in (sigmas, noise_factors, mu_factors))
+        if not (s.size == c.size == m.size >= 1):
+            raise ValueError(f"sigmas, noise_factors and mu_factors must have the same length >= 1, got {s.size}, {c.size}, {m.size}")
+        if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(np.diff(s) > 0)):
+            raise ValueError(f"sigmas must be positive, finite and increasing, got {s.tolist()}")
+        if not (np.all(np.isfinite(c)) and np.all(c > 0) and np.all(np.isfinite(m)) and np.all(m > 0)):
+            raise ValueError("noise_factors and mu_factors must be positive and finite")
+        grid = np.log(self.sigma_grid.cpu().numpy().astype(float))
+        for table, values in ((self.noise_factor_table, c), (self.mu_factor_table, m)):
+            table.copy_(torch.as_tensor(np.exp(np.interp(grid, np.log(s), np.log(values)))))
+
+    def calibration(self, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        r"""The factors :math:`(c(\sigma), m(\sigma))` per entry of ``sigma`` (``[N]``), or
+        ``(None, None)`` without a noise level or before tuning."""
+        if sigma is None or not self.tuned():
+            return None, None
+        sigma = sigma.reshape(-1)
+        grid = self.sigma_grid.to(sigma)
+        return (interpolate_table(sigma, grid, self.noise_factor_table.to(sigma)),
+                interpolate_table(sigma, grid, self.mu_factor_table.to(sigma)))
 
     def project_(self) -> None:
         """Project the spline coefficients onto their constraints in place (after an optimiser step)."""
@@ -106,31 +167,47 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
 
     def channel_scaling(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         r""":math:`s_i(\sigma)`, shape ``[N or 1, C_out, 1, 1]``."""
-        if sigma is None:
-            sigma = torch.full((1,), self.sigma_default, dtype=like.dtype, device=like.device)
-        sigma = sigma.to(like.dtype).view(-1, 1)
+        sigma = self._noise_level(sigma, like).view(-1, 1)
+        factor, _ = self.calibration(sigma)
+        if factor is not None:
+            sigma = sigma * factor.view(-1, 1)
         theta = self.scaling(sigma.expand(-1, self.scaling.num_activations).contiguous())
         return (theta.exp() / (sigma + _EPS)).view(sigma.shape[0], -1, 1, 1)
 
-    def _profile(self, u: torch.Tensor, potential: bool) -> torch.Tensor:
+    def _noise_level(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """``sigma`` in the dtype of ``like``, or ``sigma_default`` when it is ``None``."""
+        if sigma is None:
+            return torch.full((1,), self.sigma_default, dtype=like.dtype, device=like.device)
+        return sigma.to(like.dtype)
+
+    def _convex_weight(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        r""":math:`m(\sigma)\mu`, a scalar or ``[N, 1, 1]`` per noise level."""
+        mu = self.mu.to(like.dtype)
+        _, factor = self.calibration(self._noise_level(sigma, like))
+        return mu if factor is None else mu * factor.to(like.dtype).view(-1, 1, 1)
+
+    def _profile(self, u: torch.Tensor, potential: bool, sigma: torch.Tensor | None = None) -> torch.Tensor:
         shape = u.shape
         flat = u.reshape(shape[0], 1, -1)
+        mu = self._convex_weight(sigma, u)
         if potential:
-            out = self.mu.to(u.dtype) * self.phi_plus.potential(flat) - self.phi_minus.potential(flat)
+            out = mu * self.phi_plus.potential(flat) - self.phi_minus.potential(flat)
         else:
-            out = self.mu.to(u.dtype) * self.phi_plus(flat) - self.phi_minus(flat)
+            out = mu * self.phi_plus(flat) - self.phi_minus(flat)
         return out.reshape(shape)
 
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         s = self.channel_scaling(sigma, z)
-        return self._profile(s * z, potential=False) / s
+        return self._profile(s * z, potential=False, sigma=sigma) / s
 
     def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         s = self.channel_scaling(sigma, z)
-        return self._profile(s * z, potential=True) / s**2
+        return self._profile(s * z, potential=True, sigma=sigma) / s**2
 
     def activation_lipschitz(self, sigma: torch.Tensor | None) -> torch.Tensor:
-        # psi'' = mu phi_+' - phi_-' lies in [-max phi_-', mu max phi_+']
-        upper = self.mu * self.phi_plus.slopes().max().clamp_min(0)
+        # psi'' = m mu phi_+' - phi_-' lies in [-max phi_-', m mu max phi_+']
+        _, factor = self.calibration(self._noise_level(sigma, self.log_mu))
+        mu = self.mu if factor is None else self.mu * factor.max()
+        upper = mu * self.phi_plus.slopes().max().clamp_min(0)
         lower = self.phi_minus.slopes().max().clamp_min(0)
         return torch.maximum(upper, lower).reshape(-1)
