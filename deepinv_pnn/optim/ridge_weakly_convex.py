@@ -166,13 +166,8 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         return self.log_mu.exp()
 
     def channel_scaling(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        r""":math:`s_i(\sigma)`, shape ``[N or 1, C_out, 1, 1]``."""
-        sigma = self._noise_level(sigma, like).view(-1, 1)
-        factor, _ = self.calibration(sigma)
-        if factor is not None:
-            sigma = sigma * factor.view(-1, 1)
-        theta = self.scaling(sigma.expand(-1, self.scaling.num_activations).contiguous())
-        return (theta.exp() / (sigma + _EPS)).view(sigma.shape[0], -1, 1, 1)
+        r""":math:`s_i(c(\sigma)\,\sigma)`, shape ``[N or 1, C_out, 1, 1]``."""
+        return self._calibrated(sigma, like)[0]
 
     def _noise_level(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """``sigma`` in the dtype of ``like``, or ``sigma_default`` when it is ``None``."""
@@ -180,16 +175,21 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
             return torch.full((1,), self.sigma_default, dtype=like.dtype, device=like.device)
         return sigma.to(like.dtype)
 
-    def _convex_weight(self, sigma: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        r""":math:`m(\sigma)\mu`, a scalar or ``[N, 1, 1]`` per noise level."""
+    def _calibrated(self, sigma: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The channel scalings :math:`s_i(c(\sigma)\sigma)` ``[N or 1, C_out, 1, 1]`` and the
+        convex-part weight :math:`m(\sigma)\mu` (a scalar or ``[N, 1, 1]``), the table read once."""
+        sigma = self._noise_level(sigma, like).view(-1, 1)
         mu = self.mu.to(like.dtype)
-        _, factor = self.calibration(self._noise_level(sigma, like))
-        return mu if factor is None else mu * factor.to(like.dtype).view(-1, 1, 1)
+        factor, mu_factor = self.calibration(sigma)
+        if factor is not None:
+            sigma = sigma * factor.view(-1, 1)
+            mu = mu * mu_factor.view(-1, 1, 1)
+        theta = self.scaling(sigma.expand(-1, self.scaling.num_activations).contiguous())
+        return (theta.exp() / (sigma + _EPS)).view(sigma.shape[0], -1, 1, 1), mu
 
-    def _profile(self, u: torch.Tensor, potential: bool, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def _profile(self, u: torch.Tensor, potential: bool, mu: torch.Tensor) -> torch.Tensor:
         shape = u.shape
         flat = u.reshape(shape[0], 1, -1)
-        mu = self._convex_weight(sigma, u)
         if potential:
             out = mu * self.phi_plus.potential(flat) - self.phi_minus.potential(flat)
         else:
@@ -197,12 +197,12 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         return out.reshape(shape)
 
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
-        s = self.channel_scaling(sigma, z)
-        return self._profile(s * z, potential=False, sigma=sigma) / s
+        s, mu = self._calibrated(sigma, z)
+        return self._profile(s * z, potential=False, mu=mu) / s
 
     def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
-        s = self.channel_scaling(sigma, z)
-        return self._profile(s * z, potential=True, sigma=sigma) / s**2
+        s, mu = self._calibrated(sigma, z)
+        return self._profile(s * z, potential=True, mu=mu) / s**2
 
     def activation_lipschitz(self, sigma: torch.Tensor | None) -> torch.Tensor:
         # psi'' = m mu phi_+' - phi_-' lies in [-max phi_-', m mu max phi_+']
