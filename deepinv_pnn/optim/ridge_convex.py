@@ -47,6 +47,14 @@ def interpolate_table(sigma: torch.Tensor, grid: torch.Tensor, values: torch.Ten
     return torch.exp(lv[idx] * (1 - w) + lv[idx + 1] * w)
 
 
+def table_on_grid(grid: torch.Tensor, sigmas, values) -> torch.Tensor:
+    """``values`` given at the noise levels ``sigmas``, interpolated onto ``grid`` linearly in
+    ``(log sigma, log value)`` (constant outside ``sigmas``), as a tensor like ``grid``."""
+    s = np.log(np.asarray(sigmas, dtype=float))
+    lg = np.log(grid.cpu().numpy().astype(float))
+    return torch.as_tensor(np.exp(np.interp(lg, s, np.log(np.asarray(values, dtype=float)))), dtype=grid.dtype)
+
+
 class ConvexRidgeRegularizer(RidgeRegularizer):
     r"""Convex ridge regulariser (CRR-NN), a :class:`deepinv.optim.Prior`.
 
@@ -125,12 +133,8 @@ class ConvexRidgeRegularizer(RidgeRegularizer):
 
     def set_table(self, sigmas, lmbdas, mus) -> None:
         """Store tuned :math:`(\\lambda, \\mu)` for noise levels ``sigmas`` (interpolated onto the grid)."""
-        s = np.log(np.asarray(sigmas, dtype=float))
-        grid = np.log(self.sigma_grid.cpu().numpy().astype(float))
-        lm = np.interp(grid, s, np.log(np.asarray(lmbdas, dtype=float)))
-        mu = np.interp(grid, s, np.log(np.asarray(mus, dtype=float)))
-        self.lmbda_table.copy_(torch.as_tensor(np.exp(lm)))
-        self.mu_table.copy_(torch.as_tensor(np.exp(mu)))
+        self.lmbda_table.copy_(table_on_grid(self.sigma_grid, sigmas, lmbdas))
+        self.mu_table.copy_(table_on_grid(self.sigma_grid, sigmas, mus))
 
     # ---------------------------------------------------------- potentials
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:

@@ -51,7 +51,7 @@ from torch import nn
 from deepinv_pnn.nn.multiconv import MultiConv2d
 from deepinv_pnn.nn.splines import LinearSpline
 from deepinv_pnn.optim.ridge import RidgeRegularizer
-from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, interpolate_table
+from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, interpolate_table, table_on_grid
 from deepinv_pnn.pretrained import load_pretrained
 
 WCRR_WEIGHTS = "wcrr_bsd400.safetensors"
@@ -141,9 +141,8 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
             raise ValueError(f"sigmas must be positive, finite and increasing, got {s.tolist()}")
         if not (np.all(np.isfinite(c)) and np.all(c > 0) and np.all(np.isfinite(m)) and np.all(m > 0)):
             raise ValueError("noise_factors and mu_factors must be positive and finite")
-        grid = np.log(self.sigma_grid.cpu().numpy().astype(float))
-        for table, values in ((self.noise_factor_table, c), (self.mu_factor_table, m)):
-            table.copy_(torch.as_tensor(np.exp(np.interp(grid, np.log(s), np.log(values)))))
+        self.noise_factor_table.copy_(table_on_grid(self.sigma_grid, s, c))
+        self.mu_factor_table.copy_(table_on_grid(self.sigma_grid, s, m))
 
     def calibration(self, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
         r"""The factors :math:`(c(\sigma), m(\sigma))` per entry of ``sigma`` (``[N]``), or
