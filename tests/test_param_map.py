@@ -179,3 +179,33 @@ def test_mri_complex_data_runs_with_the_step_condition():
     assert out.shape == x.shape == lam.shape and out.dtype == x.dtype == lam.dtype == torch.float32
     assert torch.isfinite(out).all() and (lam >= 0).all()
     assert not torch.equal(lam[:, 0], lam[:, 1])  # one map per channel
+
+
+@pytest.mark.parametrize(
+    "problem, images, min_gain",
+    # measured with the shipped weights: gains +0.95, +1.10, +1.19 dB (denoising), +0.65, +0.80, +0.48 dB (deblurring)
+    [("denoise", ("camera", "coins", "text"), 0.8), ("deblur", ("camera", "moon", "brick"), 0.4)],
+)
+def test_shipped_maps_beat_the_oracle_scalar_tv_on_embedded_images(problem, images, min_gain):
+    from deepinv_pnn.training.train_param_map import (
+        DEBLUR_NOISE,
+        VAL_SIGMA,
+        make_problem_physics,
+        oracle_scalar_tv,
+    )
+
+    model = TVParameterMapNet(pretrained=True, problem=problem).eval()
+    psnr = dinv.metric.PSNR()
+    gains = []
+    for seed, name in enumerate(images):
+        x = load_image(name, size=96)
+        noise = VAL_SIGMA if problem == "denoise" else DEBLUR_NOISE
+        physics = make_problem_physics(problem, tuple(x.shape[1:]), noise, "cpu", seed=seed)
+        y = physics(x)
+        with torch.no_grad():
+            map_tv = float(psnr(model(y, physics), x))
+        oracle, _ = oracle_scalar_tv(y, physics, x, n_iter=600 if problem == "denoise" else 300)
+        gains.append(map_tv - oracle)
+    print(problem, [round(g, 3) for g in gains])
+    assert sum(gains) / len(gains) >= min_gain
+    assert min(gains) > 0
