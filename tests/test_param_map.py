@@ -12,6 +12,12 @@ from deepinv_pnn.models.param_map import TVParameterMapNet
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import make_physics
 from deepinv_pnn.registry import build
+from deepinv_pnn.training.train_param_map import (
+    DEBLUR_NOISE,
+    VAL_SIGMA,
+    make_problem_physics,
+    oracle_scalar_tv,
+)
 
 
 def small_model(**kwargs):
@@ -183,17 +189,10 @@ def test_mri_complex_data_runs_with_the_step_condition():
 
 @pytest.mark.parametrize(
     "problem, images, min_gain",
-    # measured with the shipped weights: gains +0.95, +1.10, +1.19 dB (denoising), +0.81, +0.90, +1.07 dB (deblurring)
-    [("denoise", ("camera", "coins", "text"), 0.8), ("deblur", ("camera", "moon", "brick"), 0.4)],
+    # measured with the shipped weights: gains +0.97, +1.11, +1.22 dB (denoising), +0.81, +0.90, +1.07 dB (deblurring)
+    [("denoise", ("camera", "coins", "text"), 0.8), ("deblur", ("camera", "moon", "brick"), 0.6)],
 )
 def test_shipped_maps_beat_the_oracle_scalar_tv_on_embedded_images(problem, images, min_gain):
-    from deepinv_pnn.training.train_param_map import (
-        DEBLUR_NOISE,
-        VAL_SIGMA,
-        make_problem_physics,
-        oracle_scalar_tv,
-    )
-
     model = TVParameterMapNet(pretrained=True, problem=problem).eval()
     psnr = dinv.metric.PSNR()
     gains = []
