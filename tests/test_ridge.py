@@ -261,6 +261,19 @@ def test_wcrr_set_table_rejects_bad_input():
     assert not prior.tuned()
 
 
+def test_crr_set_table_rejects_bad_input_and_keeps_its_table():
+    prior = _randomised(ConvexRidgeRegularizer)
+    before = (prior.lmbda_table.clone(), prior.mu_table.clone())
+    with pytest.raises(ValueError, match="same length"):
+        prior.set_table([0.05, 0.1], [1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="increasing"):
+        prior.set_table([0.1, 0.05], [1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        prior.set_table([0.05, 0.1], [1.0, 1.0], [1.0, -1.0])
+    for table, old in zip((prior.lmbda_table, prior.mu_table), before):  # untuned: NaN, unchanged
+        assert torch.allclose(table, old, rtol=0, atol=0, equal_nan=True)
+
+
 def test_wcrr_loads_weights_saved_without_a_calibration_table():
     state = {k: v for k, v in _calibrated().state_dict().items() if "table" not in k}
     prior = _randomised(WeaklyConvexRidgeRegularizer, seed=1)

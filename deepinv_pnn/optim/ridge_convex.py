@@ -49,10 +49,20 @@ def interpolate_table(sigma: torch.Tensor, grid: torch.Tensor, values: torch.Ten
 
 def table_on_grid(grid: torch.Tensor, sigmas, values) -> torch.Tensor:
     """``values`` given at the noise levels ``sigmas``, interpolated onto ``grid`` linearly in
-    ``(log sigma, log value)`` (constant outside ``sigmas``), as a tensor like ``grid``."""
-    s = np.log(np.asarray(sigmas, dtype=float))
+    ``(log sigma, log value)`` (constant outside ``sigmas``), as a tensor like ``grid``.
+
+    :raises ValueError: unless ``sigmas`` are positive, finite and increasing, and ``values``
+        (as many) positive and finite.
+    """
+    s, v = (np.asarray(a, dtype=float).reshape(-1) for a in (sigmas, values))
+    if not (s.size == v.size >= 1):
+        raise ValueError(f"sigmas and the table values must have the same length >= 1, got {s.size} and {v.size}")
+    if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(np.diff(s) > 0)):
+        raise ValueError(f"sigmas must be positive, finite and increasing, got {s.tolist()}")
+    if not (np.all(np.isfinite(v)) and np.all(v > 0)):
+        raise ValueError(f"table values must be positive and finite, got {v.tolist()}")
     lg = np.log(grid.cpu().numpy().astype(float))
-    return torch.as_tensor(np.exp(np.interp(lg, s, np.log(np.asarray(values, dtype=float)))), dtype=grid.dtype)
+    return torch.as_tensor(np.exp(np.interp(lg, np.log(s), np.log(v))), dtype=grid.dtype)
 
 
 class ConvexRidgeRegularizer(RidgeRegularizer):
@@ -133,8 +143,9 @@ class ConvexRidgeRegularizer(RidgeRegularizer):
 
     def set_table(self, sigmas, lmbdas, mus) -> None:
         """Store tuned :math:`(\\lambda, \\mu)` for noise levels ``sigmas`` (interpolated onto the grid)."""
-        self.lmbda_table.copy_(table_on_grid(self.sigma_grid, sigmas, lmbdas))
-        self.mu_table.copy_(table_on_grid(self.sigma_grid, sigmas, mus))
+        lmbda, mu = (table_on_grid(self.sigma_grid, sigmas, v) for v in (lmbdas, mus))  # both checked first
+        self.lmbda_table.copy_(lmbda)
+        self.mu_table.copy_(mu)
 
     # ---------------------------------------------------------- potentials
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:

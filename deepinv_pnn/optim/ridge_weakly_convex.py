@@ -44,7 +44,6 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -134,15 +133,10 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         :param noise_factors: :math:`c(\sigma)` at those levels.
         :param mu_factors: :math:`m(\sigma)` at those levels.
         """
-        s, c, m = (np.asarray(v, dtype=float).reshape(-1) for v in (sigmas, noise_factors, mu_factors))
-        if not (s.size == c.size == m.size >= 1):
-            raise ValueError(f"sigmas, noise_factors and mu_factors must have the same length >= 1, got {s.size}, {c.size}, {m.size}")
-        if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(np.diff(s) > 0)):
-            raise ValueError(f"sigmas must be positive, finite and increasing, got {s.tolist()}")
-        if not (np.all(np.isfinite(c)) and np.all(c > 0) and np.all(np.isfinite(m)) and np.all(m > 0)):
-            raise ValueError("noise_factors and mu_factors must be positive and finite")
-        self.noise_factor_table.copy_(table_on_grid(self.sigma_grid, s, c))
-        self.mu_factor_table.copy_(table_on_grid(self.sigma_grid, s, m))
+        # table_on_grid checks the levels and factors; both are checked before either is stored
+        c, m = (table_on_grid(self.sigma_grid, sigmas, v) for v in (noise_factors, mu_factors))
+        self.noise_factor_table.copy_(c)
+        self.mu_factor_table.copy_(m)
 
     def calibration(self, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
         r"""The factors :math:`(c(\sigma), m(\sigma))` per entry of ``sigma`` (``[N]``), or
