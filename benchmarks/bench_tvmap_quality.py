@@ -30,7 +30,7 @@ import torch
 
 from deepinv_pnn.data import ImageFolderDataset
 from deepinv_pnn.models.param_map import WEIGHTS, TVParameterMapNet
-from deepinv_pnn.pretrained import WEIGHTS_DIR, load_state_dict
+from deepinv_pnn.pretrained import WEIGHTS_DIR
 from deepinv_pnn.training.train_param_map import (
     DEBLUR_NOISE,
     VAL_SIGMA,
@@ -44,16 +44,10 @@ DATA_CANDIDATES = (ROOT / ".dev/data/bsd400", ROOT.parent / "shared/data/bsd400"
 
 
 def load_model(path: str | None, problem: str, device) -> TVParameterMapNet:
-    """The trained model of ``problem`` (its config, e.g. T, read from the file's metadata)."""
+    """The trained model of ``problem`` (its config, e.g. T and the map input, read from the
+    file's metadata)."""
     path = Path(path) if path else WEIGHTS_DIR / WEIGHTS[problem]
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    config = json.loads(meta.get("config", "{}"))
-    model = TVParameterMapNet(n_iter=config.get("n_iter", 64), widths=tuple(config.get("widths", (16, 32, 64))))
-    model.load_state_dict(load_state_dict(path))
-    return model.to(device).eval()
+    return TVParameterMapNet(pretrained=str(path), device=device).eval()
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from deepinv_pnn.training.train_param_map import (
     VAL_SIGMA,
     make_problem_physics,
     oracle_scalar_tv,
+    widen_input,
 )
 
 
@@ -142,6 +143,42 @@ def test_bad_inputs_name_the_argument(noisy):
         model(bad, physics)
     with pytest.raises(ValueError, match="output"):
         TVParameterMapNet(output="relu")
+
+
+@pytest.mark.parametrize("problem", ["deblur", "inpaint"])
+def test_tikhonov_estimate_solves_the_normal_equations(problem):
+    """x_a = (A^T A + a ||A||^2 I)^{-1} A^T y: closed form for BlurFFT, conjugate gradient else."""
+    x = load_image("camera", size=(32, 28))
+    physics = make_physics(problem, (1, 32, 28), noise_level=0.01)
+    y = physics(x)
+    model = small_model(map_input="adjoint+tikhonov", tikhonov=0.05)
+    sqnorm = float(physics.compute_sqnorm(torch.rand_like(x), verbose=False))
+    x_tik = model.tikhonov_estimate(y, physics, sqnorm)
+    residual = physics.A_adjoint(physics.A(x_tik)) + 0.05 * sqnorm * x_tik - physics.A_adjoint(y)
+    assert float(residual.norm() / physics.A_adjoint(y).norm()) < 1e-3
+
+
+def test_tikhonov_input_starts_from_the_adjoint_model_and_keeps_the_scale(noisy):
+    """Widening trained "adjoint" weights gives the same map; the map stays scale-equivariant."""
+    x, _, _ = noisy
+    blur = make_problem_physics("deblur", (1, 32, 28), DEBLUR_NOISE, "cpu", 0)
+    y = blur(x)
+    plain = small_model()
+    with torch.no_grad():  # a map that depends on the input, not the near-constant start
+        plain.unet.head.weight.normal_(0, 0.5)
+    widened = small_model(map_input="adjoint+tikhonov")
+    widened.load_state_dict(widen_input(plain.state_dict(), widened))
+    assert widened.unet.down[0][0].weight.shape[1] == 2
+    with torch.no_grad():
+        assert torch.allclose(widened.lambda_map(y, blur), plain.lambda_map(y, blur), rtol=1e-5, atol=1e-7)
+        widened.unet.down[0][0].weight[:, 1].normal_(0, 0.3)  # now it uses the Tikhonov input
+        lam, lam10 = widened.lambda_map(y, blur), widened.lambda_map(10 * y, blur)
+        assert not torch.allclose(lam, plain.lambda_map(y, blur), rtol=1e-3)
+    assert torch.allclose(lam10, 10 * lam, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="map_input"):
+        TVParameterMapNet(map_input="wiener")
+    with pytest.raises(ValueError, match="x_tik"):
+        widened.map_from_initial(y, 1.0)
 
 
 def _k_sqnorm(physics, x_like, n_iter=60):

@@ -34,6 +34,8 @@ from deepinv_pnn.validation import check_image, check_positive
 WEIGHTS = {"denoise": "tvmap_denoise.safetensors", "deblur": "tvmap_deblur.safetensors"}
 DEFAULT_N_ITER = 64
 DEFAULT_WIDTHS = (16, 32, 64)
+MAP_INPUTS = ("adjoint", "adjoint+tikhonov")
+DEFAULT_TIKHONOV = 0.01
 
 
 def weights_config(pretrained: bool | str | os.PathLike | None, problem: str) -> dict:
@@ -110,7 +112,10 @@ class TVParameterMapNet(dinv.models.Reconstructor):
     inpainting, super-resolution, MRI, tomography): :math:`x_0 = A^\top y / \|A\|^2`,
     :math:`\Lambda = s\|A\|^2\, \phi(\mathrm{UNet}(x_0/s))` with
     :math:`s = \mathrm{rms}(x_0)` and :math:`\phi` a softplus (or
-    :math:`\lambda_{\max}\,\mathrm{sigmoid}`), then :math:`T` iterations of
+    :math:`\lambda_{\max}\,\mathrm{sigmoid}`); with ``map_input="adjoint+tikhonov"`` the
+    U-Net sees :math:`[x_0, x_\alpha]/s`, where :math:`x_\alpha` is a Tikhonov estimate (for a
+    blur, :math:`x_0` is blurred twice and hides the edges the map should follow), then
+    :math:`T` iterations of
     :class:`~deepinv_pnn.models.unrolled_pdhg.UnrolledPDHG` from :math:`x_0`.
     Colour channels are processed one by one by the same network, so any channel
     count works and each channel gets its own map.
@@ -125,6 +130,14 @@ class TVParameterMapNet(dinv.models.Reconstructor):
     :param float lambda_max: bound of the normalised map for ``output="sigmoid"``.
     :param float map_init: initial value of the normalised map (a constant map at start).
     :param bool checkpointing: gradient checkpointing of the unrolled iterations.
+    :param str map_input: what the U-Net sees: ``"adjoint"`` (:math:`x_0` only) or
+        ``"adjoint+tikhonov"`` (also the Tikhonov estimate
+        :math:`x_\alpha = (A^\top A + \alpha\|A\|^2 I)^{-1} A^\top y`, a sharper input when
+        :math:`A` blurs; from ``physics.prox_l2``: closed form for
+        :class:`deepinv.physics.BlurFFT` and denoising, conjugate gradient otherwise).
+        ``None``: from the weights' metadata, else ``"adjoint"``.
+    :param float tikhonov: the relative weight :math:`\alpha` of the Tikhonov estimate;
+        ``None``: from the weights' metadata, else 0.01.
     :param pretrained: ``True`` loads the shipped weights of ``problem`` (``"denoise"`` or
         ``"deblur"``), a path loads a user's file, ``None``/``False`` keeps the initialisation.
     :param str problem: which shipped weights ``pretrained=True`` loads.
@@ -153,6 +166,8 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         lambda_max: float = 2.0,
         map_init: float = 0.1,
         checkpointing: bool = False,
+        map_input: str | None = None,
+        tikhonov: float | None = None,
         pretrained: bool | str | None = None,
         problem: str = "denoise",
         device: str | torch.device = "cpu",
@@ -163,6 +178,12 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         config = weights_config(pretrained, problem)
         n_iter = int(config.get("n_iter", DEFAULT_N_ITER)) if n_iter is None else n_iter
         widths = tuple(config.get("widths", DEFAULT_WIDTHS)) if widths is None else widths
+        map_input = config.get("map_input", MAP_INPUTS[0]) if map_input is None else map_input
+        tikhonov = config.get("tikhonov", DEFAULT_TIKHONOV) if tikhonov is None else tikhonov
+        if map_input not in MAP_INPUTS:
+            raise ValueError(f"map_input must be one of {MAP_INPUTS}, got {map_input!r}")
+        self.map_input = map_input
+        self.tikhonov = check_positive(tikhonov, "tikhonov")
         if per_direction and isotropic:
             raise ValueError("per_direction=True needs anisotropic TV: pass isotropic=False")
         if output not in ("softplus", "sigmoid"):
@@ -173,7 +194,7 @@ class TVParameterMapNet(dinv.models.Reconstructor):
             raise ValueError(f"map_init must be < lambda_max={lambda_max}, got {map_init}")
         self.output = output
         self.n_maps = 2 if per_direction else 1
-        self.unet = MapUNet(1, self.n_maps, widths)
+        self.unet = MapUNet(len(map_input.split("+")), self.n_maps, widths)
         with torch.no_grad():  # start from a nearly constant map of value map_init
             self.unet.head.weight.mul_(0.01)
             if output == "softplus":
@@ -202,17 +223,38 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         sqnorm = self.pdhg.operator_sqnorm(physics, x_adj)
         return x_adj / sqnorm, sqnorm
 
-    def map_from_initial(self, x0: torch.Tensor, sqnorm: float) -> torch.Tensor:
+    def _tikhonov_input(self, y: torch.Tensor, physics, sqnorm: float) -> torch.Tensor | None:
+        return self.tikhonov_estimate(y, physics, sqnorm) if self.map_input == "adjoint+tikhonov" else None
+
+    def tikhonov_estimate(self, y: torch.Tensor, physics, sqnorm: float) -> torch.Tensor:
+        r""":math:`x_\alpha = (A^\top A + \alpha\|A\|^2 I)^{-1} A^\top y`, the second input of
+        ``map_input="adjoint+tikhonov"`` (linear in :math:`y`, so the map stays scale-equivariant).
+
+        :param torch.Tensor y: the measurements.
+        :param deepinv.physics.LinearPhysics physics: the forward operator.
+        :param float sqnorm: :math:`\|A\|^2`.
+        """
+        x_adj = physics.A_adjoint(y)
+        return physics.prox_l2(torch.zeros_like(x_adj), y, 1.0 / (self.tikhonov * float(sqnorm)))
+
+    def map_from_initial(self, x0: torch.Tensor, sqnorm: float, x_tik: torch.Tensor | None = None) -> torch.Tensor:
         r"""The map :math:`\Lambda` from the normalised initial image :math:`x_0`.
 
         :param torch.Tensor x0: :math:`A^\top y / \|A\|^2`, shape ``[B, C, H, W]``.
         :param float sqnorm: :math:`\|A\|^2`.
+        :param torch.Tensor x_tik: the Tikhonov estimate (:meth:`tikhonov_estimate`), needed
+            when ``map_input="adjoint+tikhonov"``.
         :return: ``[B, C, H, W]`` (or ``[B, C, H, W, 2]`` with one map per direction).
         """
         b, c, h, w = x0.shape
         scale = x0.reshape(b, -1).square().mean(-1).sqrt()
         scale = scale.clamp_min(torch.finfo(x0.dtype).tiny).view(b, 1, 1, 1)
-        raw = self.unet((x0 / scale).reshape(b * c, 1, h, w))
+        inputs = x0 / scale
+        if self.map_input == "adjoint+tikhonov":
+            if x_tik is None or x_tik.shape != x0.shape:
+                raise ValueError(f"map_input={self.map_input!r} needs x_tik of shape {tuple(x0.shape)}")
+            inputs = torch.stack([inputs, x_tik / scale], dim=2)
+        raw = self.unet(inputs.reshape(b * c, -1, h, w))
         if self.output == "softplus":
             normalised = F.softplus(raw)
         else:
@@ -230,7 +272,7 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         """
         self._check(y, physics)
         x0, sqnorm = self._initial(y, physics)
-        return self.map_from_initial(x0, sqnorm)
+        return self.map_from_initial(x0, sqnorm, self._tikhonov_input(y, physics, sqnorm))
 
     def forward(
         self,
@@ -250,6 +292,6 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         """
         self._check(y, physics)
         x0, sqnorm = self._initial(y, physics)
-        lam = self.map_from_initial(x0, sqnorm)
+        lam = self.map_from_initial(x0, sqnorm, self._tikhonov_input(y, physics, sqnorm))
         x = self.pdhg(y, physics, lam, x_init=x0, n_iter=n_iter, op_sqnorm=sqnorm)
         return (x, lam) if return_map else x

@@ -197,6 +197,19 @@ class BudgetTrainer(dinv.Trainer):
         return out
 
 
+def widen_input(state: dict, model: TVParameterMapNet) -> dict:
+    """``state`` for ``model``: a first convolution with fewer input channels (weights trained
+    with ``map_input="adjoint"``) gets zero weights on the new channels, so the widened
+    network computes the same map at the start of the run."""
+    key = "unet.down.0.0.weight"
+    target = model.state_dict()[key]
+    if key in state and state[key].shape[1] < target.shape[1]:
+        widened = torch.zeros_like(target)
+        widened[:, : state[key].shape[1]] = state[key]
+        state = {**state, key: widened}
+    return state
+
+
 def train(args: argparse.Namespace) -> dict:
     """Train, save the weights (rank 0) and return the validation metrics."""
     if getattr(args, "map_init", None) is None:
@@ -235,10 +248,11 @@ def train(args: argparse.Namespace) -> dict:
         generator = None
     n_iter_max = max(args.n_iter, args.n_iter_max or args.n_iter)
     model = TVParameterMapNet(
-        n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing, map_init=args.map_init
+        n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing, map_init=args.map_init,
+        map_input=args.map_input, tikhonov=args.tikhonov,
     ).to(device)
-    if args.init:  # continue from earlier weights (same architecture)
-        model.load_state_dict(load_state_dict(args.init, device=device))
+    if args.init:  # continue from earlier weights (same architecture, or fewer input channels)
+        model.load_state_dict(widen_input(load_state_dict(args.init, device=device), model))
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     trainer = BudgetTrainer(
@@ -323,6 +337,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="initial constant normalised map (the map over rms(A^T y / |A|^2) |A|^2); default: "
         "0.1 for denoise (a typical oracle lambda at sigma 0.1), 0.0025 for deblur",
     )
+    parser.add_argument(
+        "--map-input", choices=("adjoint", "adjoint+tikhonov"), default="adjoint",
+        help="what the map network sees (TVParameterMapNet's map_input)",
+    )
+    parser.add_argument("--tikhonov", type=float, default=0.01, help="relative Tikhonov weight (map_input)")
     parser.add_argument("--init", default=None, help="start from these weights (continue a run)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only the time budget)")
     return parser.parse_args(argv)
