@@ -45,7 +45,7 @@ def ceiling_map(model, y, physics, x, steps: int, lr: float) -> tuple[float, flo
     psnr = dinv.metric.PSNR()
     with torch.no_grad():
         x0, sqnorm = model._initial(y, physics)
-        learned = model.map_from_initial(x0, sqnorm)
+        learned = model.lambda_map(y, physics)
         learned_psnr = float(psnr(model.pdhg(y, physics, learned, x_init=x0, op_sqnorm=sqnorm), x))
     log_map = learned.clamp_min(1e-8).log().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([log_map], lr=lr)
