@@ -223,19 +223,23 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         sqnorm = self.pdhg.operator_sqnorm(physics, x_adj)
         return x_adj / sqnorm, sqnorm
 
-    def _tikhonov_input(self, y: torch.Tensor, physics, sqnorm: float) -> torch.Tensor | None:
-        return self.tikhonov_estimate(y, physics, sqnorm) if self.map_input == "adjoint+tikhonov" else None
+    def _tikhonov_input(self, y: torch.Tensor, physics, x0: torch.Tensor, sqnorm: float) -> torch.Tensor | None:
+        return self.tikhonov_estimate(y, physics, sqnorm, like=x0) if self.map_input == "adjoint+tikhonov" else None
 
-    def tikhonov_estimate(self, y: torch.Tensor, physics, sqnorm: float) -> torch.Tensor:
+    def tikhonov_estimate(
+        self, y: torch.Tensor, physics, sqnorm: float, like: torch.Tensor | None = None
+    ) -> torch.Tensor:
         r""":math:`x_\alpha = (A^\top A + \alpha\|A\|^2 I)^{-1} A^\top y`, the second input of
         ``map_input="adjoint+tikhonov"`` (linear in :math:`y`, so the map stays scale-equivariant).
 
         :param torch.Tensor y: the measurements.
         :param deepinv.physics.LinearPhysics physics: the forward operator.
         :param float sqnorm: :math:`\|A\|^2`.
+        :param torch.Tensor like: a tensor of the image's shape (e.g. :math:`x_0`); default: from
+            an adjoint :math:`A^\top y`.
         """
-        x_adj = physics.A_adjoint(y)
-        return physics.prox_l2(torch.zeros_like(x_adj), y, 1.0 / (self.tikhonov * float(sqnorm)))
+        like = physics.A_adjoint(y) if like is None else like
+        return physics.prox_l2(torch.zeros_like(like), y, 1.0 / (self.tikhonov * float(sqnorm)))
 
     def map_from_initial(self, x0: torch.Tensor, sqnorm: float, x_tik: torch.Tensor | None = None) -> torch.Tensor:
         r"""The map :math:`\Lambda` from the normalised initial image :math:`x_0`.
@@ -272,7 +276,7 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         """
         self._check(y, physics)
         x0, sqnorm = self._initial(y, physics)
-        return self.map_from_initial(x0, sqnorm, self._tikhonov_input(y, physics, sqnorm))
+        return self.map_from_initial(x0, sqnorm, self._tikhonov_input(y, physics, x0, sqnorm))
 
     def forward(
         self,
@@ -292,6 +296,6 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         """
         self._check(y, physics)
         x0, sqnorm = self._initial(y, physics)
-        lam = self.map_from_initial(x0, sqnorm, self._tikhonov_input(y, physics, sqnorm))
+        lam = self.map_from_initial(x0, sqnorm, self._tikhonov_input(y, physics, x0, sqnorm))
         x = self.pdhg(y, physics, lam, x_init=x0, n_iter=n_iter, op_sqnorm=sqnorm)
         return (x, lam) if return_map else x
