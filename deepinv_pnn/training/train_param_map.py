@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 
 from deepinv_pnn.data import ImageFolderDataset, split_files
-from deepinv_pnn.models.param_map import TVParameterMapNet
+from deepinv_pnn.models.param_map import DEFAULT_TIKHONOV, MAP_INPUTS, TVParameterMapNet
 from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
 from deepinv_pnn.optim.weighted_tv import weighted_tv_denoise
 from deepinv_pnn.pretrained import load_state_dict, save_weights
@@ -338,10 +338,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "0.1 for denoise (a typical oracle lambda at sigma 0.1), 0.0025 for deblur",
     )
     parser.add_argument(
-        "--map-input", choices=("adjoint", "adjoint+tikhonov"), default="adjoint",
+        "--map-input", choices=MAP_INPUTS, default=MAP_INPUTS[0],
         help="what the map network sees (TVParameterMapNet's map_input)",
     )
-    parser.add_argument("--tikhonov", type=float, default=0.01, help="relative Tikhonov weight (map_input)")
+    parser.add_argument(
+        "--tikhonov", type=float, default=DEFAULT_TIKHONOV, help="relative Tikhonov weight (map_input)"
+    )
     parser.add_argument("--init", default=None, help="start from these weights (continue a run)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only the time budget)")
     return parser.parse_args(argv)
