@@ -9,6 +9,7 @@ import torch
 
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models.param_map import TVParameterMapNet
+from deepinv_pnn.optim.weighted_tv import nabla
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import make_physics
 from deepinv_pnn.registry import build
@@ -96,10 +97,19 @@ def test_more_iterations_at_test_time_than_in_training(noisy):
 def test_any_linear_physics_and_colour(problem):
     x = load_image("astronaut", size=(24, 24), grayscale=False)
     physics = make_physics(problem, (3, 24, 24), noise_level=0.01)
+    y = physics(x)
     with torch.no_grad():
-        out, lam = small_model()(physics(x), physics, return_map=True)
-    assert out.shape == x.shape and lam.shape == x.shape
-    assert (lam >= 0).all() and torch.isfinite(out).all()
+        out, lam = small_model()(y, physics, return_map=True)
+        assert out.shape == x.shape and lam.shape == x.shape
+        assert (lam >= 0).all() and torch.isfinite(out).all()
+        # the data-prox iteration solves the same problem with the same map (same objective
+        # value: with inpainting the minimiser is not unique)
+        def objective(v):
+            return float(0.5 * (physics.A(v) - y).square().sum() + (lam * nabla(v).norm(dim=-1)).sum())
+
+        dual = objective(small_model()(y, physics, n_iter=3000))
+        prox = objective(small_model(data_term="prox")(y, physics, n_iter=1000))
+    assert abs(prox - dual) < 2e-4 * dual
 
 
 def test_tomography():
@@ -127,9 +137,18 @@ def test_weights_round_trip_with_config(tmp_path, noisy):
     model = small_model(n_iter=13)
     path = save_weights(model, tmp_path / "m.safetensors", metadata={"config": json.dumps({"n_iter": 13, "widths": [4, 8]})})
     loaded = TVParameterMapNet(pretrained=str(path)).eval()
-    assert loaded.n_iter == 13
+    assert loaded.n_iter == 13 and loaded.pdhg.data_term == "dual"  # files without it: dual
     with torch.no_grad():
         assert torch.equal(loaded(y, physics), model(y, physics))
+    prox = small_model(n_iter=13, data_term="prox")
+    config = {"n_iter": 13, "widths": [4, 8], "data_term": "prox"}
+    path = save_weights(prox, tmp_path / "p.safetensors", metadata={"config": json.dumps(config)})
+    loaded = TVParameterMapNet(pretrained=str(path)).eval()
+    assert loaded.pdhg.data_term == "prox"
+    with torch.no_grad():
+        assert torch.equal(loaded(y, physics), prox(y, physics))
+    with pytest.raises(ValueError, match="data_term"):
+        TVParameterMapNet(data_term="admm")
 
 
 def test_bad_inputs_name_the_argument(noisy):

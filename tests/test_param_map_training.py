@@ -53,3 +53,23 @@ def test_psnr_loss_and_step_limit(folder, tmp_path):
     ]))
     assert metrics["train_steps"] == 3 and len(metrics["train_losses"]) == 3
     assert all(-60 < v < 0 for v in metrics["train_losses"])  # minus a PSNR in dB
+
+
+def test_init_from_the_other_data_term_keeps_the_map_network_and_resets_the_steps(folder, tmp_path):
+    """``--data-term prox --init dual_weights``: the U-Net carries over, the PDHG steps of the
+    other iteration do not (they start from the prox iteration's initialisation)."""
+    import torch
+
+    common = ["--data-dir", str(folder), "--problem", "deblur", "--minutes", "5", "--n-iter", "4", "--crop", "32",
+              "--batch", "2", "--widths", "4", "8", "--val-count", "2", "--lr", "0"]
+    dual = tmp_path / "dual.safetensors"
+    train(parse_args(common + ["--out", str(dual), "--max-steps", "1"]))
+    prox = tmp_path / "prox.safetensors"
+    train(parse_args(common + ["--out", str(prox), "--max-steps", "1", "--data-term", "prox", "--init", str(dual)]))
+    a, b = TVParameterMapNet(pretrained=str(dual)), TVParameterMapNet(pretrained=str(prox))
+    assert (a.pdhg.data_term, b.pdhg.data_term) == ("dual", "prox")
+    for key, value in a.unet.state_dict().items():
+        assert torch.equal(value, b.unet.state_dict()[key]), key
+    fresh = TVParameterMapNet(data_term="prox", widths=(4, 8))
+    assert torch.equal(b.pdhg.log_ratio, fresh.pdhg.log_ratio)
+    assert not torch.equal(a.pdhg.log_ratio, b.pdhg.log_ratio)

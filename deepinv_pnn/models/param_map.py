@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
+from deepinv_pnn.models.unrolled_pdhg import DATA_TERMS, UnrolledPDHG
 from deepinv_pnn.pretrained import load_pretrained, shipped_path
 from deepinv_pnn.validation import check_image, check_positive
 
@@ -36,6 +36,8 @@ DEFAULT_N_ITER = 64
 DEFAULT_WIDTHS = (16, 32, 64)
 MAP_INPUTS = ("adjoint", "adjoint+tikhonov")
 DEFAULT_TIKHONOV = 0.01
+#: initial step ratio :math:`t` (:math:`\tau/\sigma = e^{2t}`) of the PDHG per data term
+LOG_RATIO_INIT = {"dual": 1.0, "prox": 3.0}
 
 
 def weights_config(pretrained: bool | str | os.PathLike | None, problem: str) -> dict:
@@ -138,6 +140,12 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         ``None``: from the weights' metadata, else ``"adjoint"``.
     :param float tikhonov: the relative weight :math:`\alpha` of the Tikhonov estimate;
         ``None``: from the weights' metadata, else 0.01.
+    :param str data_term: how the unrolled PDHG treats :math:`\tfrac12\|Ax - y\|^2`:
+        ``"dual"`` (dualised, :math:`K = [A; \nabla]`, only :math:`A` and :math:`A^\top`
+        needed) or ``"prox"`` (:meth:`deepinv.physics.LinearPhysics.prox_l2` in the primal
+        step, :math:`K = \nabla`; far fewer iterations where that prox is cheap, e.g.
+        :class:`deepinv.physics.BlurFFT`, inpainting, single-coil MRI). ``None``: from the
+        weights' metadata, else ``"dual"``.
     :param pretrained: ``True`` loads the shipped weights of ``problem`` (``"denoise"`` or
         ``"deblur"``), a path loads a user's file, ``None``/``False`` keeps the initialisation.
     :param str problem: which shipped weights ``pretrained=True`` loads.
@@ -168,6 +176,7 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         checkpointing: bool = False,
         map_input: str | None = None,
         tikhonov: float | None = None,
+        data_term: str | None = None,
         pretrained: bool | str | None = None,
         problem: str = "denoise",
         device: str | torch.device = "cpu",
@@ -180,6 +189,9 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         widths = tuple(config.get("widths", DEFAULT_WIDTHS)) if widths is None else widths
         map_input = config.get("map_input", MAP_INPUTS[0]) if map_input is None else map_input
         tikhonov = config.get("tikhonov", DEFAULT_TIKHONOV) if tikhonov is None else tikhonov
+        data_term = config.get("data_term", DATA_TERMS[0]) if data_term is None else data_term
+        if data_term not in DATA_TERMS:
+            raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
         if map_input not in MAP_INPUTS:
             raise ValueError(f"map_input must be one of {MAP_INPUTS}, got {map_input!r}")
         self.map_input = map_input
@@ -203,7 +215,8 @@ class TVParameterMapNet(dinv.models.Reconstructor):
                 bias = torch.logit(torch.tensor(map_init / self.lambda_max))
             self.unet.head.bias.fill_(float(bias))
         self.pdhg = UnrolledPDHG(
-            n_iter=n_iter, isotropic=isotropic, checkpointing=checkpointing, rho_init=1.5, log_ratio_init=1.0
+            n_iter=n_iter, isotropic=isotropic, checkpointing=checkpointing, rho_init=1.5,
+            log_ratio_init=LOG_RATIO_INIT[data_term], data_term=data_term,
         )
         load_pretrained(self, pretrained, WEIGHTS.get(problem))
         self.to(device)

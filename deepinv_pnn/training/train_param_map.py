@@ -35,8 +35,13 @@ import torch
 import torch.distributed as dist
 
 from deepinv_pnn.data import ImageFolderDataset, split_files
-from deepinv_pnn.models.param_map import DEFAULT_TIKHONOV, MAP_INPUTS, TVParameterMapNet
-from deepinv_pnn.models.unrolled_pdhg import UnrolledPDHG
+from deepinv_pnn.models.param_map import (
+    DEFAULT_TIKHONOV,
+    MAP_INPUTS,
+    TVParameterMapNet,
+    weights_config,
+)
+from deepinv_pnn.models.unrolled_pdhg import DATA_TERMS, UnrolledPDHG
 from deepinv_pnn.optim.weighted_tv import weighted_tv_denoise
 from deepinv_pnn.pretrained import load_state_dict, save_weights
 from deepinv_pnn.problems import BLUR_STD
@@ -249,10 +254,15 @@ def train(args: argparse.Namespace) -> dict:
     n_iter_max = max(args.n_iter, args.n_iter_max or args.n_iter)
     model = TVParameterMapNet(
         n_iter=n_iter_max, widths=tuple(args.widths), checkpointing=args.checkpointing, map_init=args.map_init,
-        map_input=args.map_input, tikhonov=args.tikhonov,
+        map_input=args.map_input, tikhonov=args.tikhonov, data_term=args.data_term,
     ).to(device)
     if args.init:  # continue from earlier weights (same architecture, or fewer input channels)
-        model.load_state_dict(widen_input(load_state_dict(args.init, device=device), model))
+        state = widen_input(load_state_dict(args.init, device=device), model)
+        if weights_config(args.init, args.problem).get("data_term", DATA_TERMS[0]) != args.data_term:
+            # the map network carries over; the steps of the other iteration do not
+            state = {k: v for k, v in state.items() if not k.startswith("pdhg.")}
+            state.update({k: v for k, v in model.state_dict().items() if k.startswith("pdhg.")})
+        model.load_state_dict(state)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     trainer = BudgetTrainer(
@@ -343,6 +353,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tikhonov", type=float, default=DEFAULT_TIKHONOV, help="relative Tikhonov weight (map_input)"
+    )
+    parser.add_argument(
+        "--data-term", choices=DATA_TERMS, default=DATA_TERMS[0],
+        help="dual: K = [A; grad]; prox: physics.prox_l2 in the primal step (TVParameterMapNet's data_term)",
     )
     parser.add_argument("--init", default=None, help="start from these weights (continue a run)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only the time budget)")
