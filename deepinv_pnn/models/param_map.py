@@ -190,8 +190,6 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         map_input = config.get("map_input", MAP_INPUTS[0]) if map_input is None else map_input
         tikhonov = config.get("tikhonov", DEFAULT_TIKHONOV) if tikhonov is None else tikhonov
         data_term = config.get("data_term", DATA_TERMS[0]) if data_term is None else data_term
-        if data_term not in DATA_TERMS:
-            raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
         if map_input not in MAP_INPUTS:
             raise ValueError(f"map_input must be one of {MAP_INPUTS}, got {map_input!r}")
         self.map_input = map_input
@@ -216,7 +214,7 @@ class TVParameterMapNet(dinv.models.Reconstructor):
             self.unet.head.bias.fill_(float(bias))
         self.pdhg = UnrolledPDHG(
             n_iter=n_iter, isotropic=isotropic, checkpointing=checkpointing, rho_init=1.5,
-            log_ratio_init=LOG_RATIO_INIT[data_term], data_term=data_term,
+            log_ratio_init=LOG_RATIO_INIT.get(data_term, LOG_RATIO_INIT["dual"]), data_term=data_term,
         )
         load_pretrained(self, pretrained, WEIGHTS.get(problem))
         self.to(device)

@@ -178,7 +178,8 @@ class UnrolledPDHG(nn.Module):
         r"""The step sizes :math:`(\tau, \sigma)` and over-relaxation :math:`\rho` for :math:`\|A\|^2`.
 
         :return: ``(tau, sigma, rho)`` as 0-d tensors, with
-            :math:`\sigma\tau(\|A\|^2 + 8) < 1` and :math:`0 < \rho < 2`, bounded away from the limits.
+            :math:`\sigma\tau(\|A\|^2 + 8) < 1` (``data_term="prox"``: :math:`8\sigma\tau < 1`,
+            whatever ``op_sqnorm``) and :math:`0 < \rho < 2`, bounded away from the limits.
         """
         data_sqnorm = SQNORM_MARGIN * float(op_sqnorm) if self.data_term == "dual" else 0.0
         lipschitz = math.sqrt(data_sqnorm + NABLA_SQNORM)
