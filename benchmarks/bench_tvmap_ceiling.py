@@ -31,11 +31,11 @@ from tqdm import tqdm
 
 from deepinv_pnn.data import ImageFolderDataset
 from deepinv_pnn.models.param_map import TVParameterMapNet
+from deepinv_pnn.training.scalar_tv_oracle import oracle_scalar_tv
 from deepinv_pnn.training.train_param_map import (
     DEBLUR_NOISE,
     VAL_SIGMA,
     make_problem_physics,
-    oracle_scalar_tv,
     split_files,
 )
 

@@ -31,11 +31,11 @@ import torch
 from deepinv_pnn.data import ImageFolderDataset
 from deepinv_pnn.models.param_map import WEIGHTS, TVParameterMapNet
 from deepinv_pnn.pretrained import WEIGHTS_DIR
+from deepinv_pnn.training.scalar_tv_oracle import oracle_scalar_tv
 from deepinv_pnn.training.train_param_map import (
     DEBLUR_NOISE,
     VAL_SIGMA,
     make_problem_physics,
-    oracle_scalar_tv,
     split_files,
 )
 

@@ -28,7 +28,8 @@ import torch
 
 from deepinv_pnn.data import load_image
 from deepinv_pnn.registry import build
-from deepinv_pnn.training.train_param_map import make_problem_physics, oracle_scalar_tv
+from deepinv_pnn.training.scalar_tv_oracle import oracle_scalar_tv
+from deepinv_pnn.training.train_param_map import make_problem_physics
 
 torch.manual_seed(0)
 psnr = dinv.metric.PSNR()

@@ -13,11 +13,11 @@ from deepinv_pnn.optim.weighted_tv import nabla
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import make_physics
 from deepinv_pnn.registry import build
+from deepinv_pnn.training.scalar_tv_oracle import oracle_scalar_tv
 from deepinv_pnn.training.train_param_map import (
     DEBLUR_NOISE,
     VAL_SIGMA,
     make_problem_physics,
-    oracle_scalar_tv,
     widen_input,
 )
 
