@@ -208,7 +208,8 @@ class UnrolledPDHG(nn.Module):
             ``[B|1, C|1, H, W, 2]`` (anisotropic TV only).
         :param torch.Tensor x_init: the initial image (default :math:`A^\top y`).
         :param int n_iter: number of iterations (default ``self.n_iter``).
-        :param float op_sqnorm: :math:`\|A\|^2` if known (skips the power iteration).
+        :param float op_sqnorm: :math:`\|A\|^2` if known (skips the power iteration; not
+            needed with ``data_term="prox"``).
         :param bool return_history: also return the list of iterates (no checkpointing).
         :return: the reconstruction :math:`x_T` (and the iterates).
         """
@@ -218,8 +219,8 @@ class UnrolledPDHG(nn.Module):
         if n_iter < 0:
             raise ValueError(f"n_iter must be >= 0, got {n_iter}")
         x = physics.A_adjoint(y) if x_init is None else x_init
-        if op_sqnorm is None:
-            op_sqnorm = self.operator_sqnorm(physics, x)
+        if op_sqnorm is None:  # the prox iteration's steps do not depend on ||A||: no power iteration
+            op_sqnorm = self.operator_sqnorm(physics, x) if self.data_term == "dual" else 0.0
         tau, sigma, rho = self.parameters_pdhg(op_sqnorm)
         tau, sigma, rho = (v.to(device=x.device, dtype=x.dtype) for v in (tau, sigma, rho))
         p = torch.zeros_like(y)
