@@ -11,7 +11,9 @@ unrolled PDHG with :class:`deepinv.Trainer`, within a wall-clock budget, for
 With ``--n-iter-max`` the number of unrolled iterations is drawn at random per batch:
 with a fixed small :math:`T` the network learns to regularise by early stopping (for
 deblurring the map collapses to 0 and more iterations amplify the noise); a random
-:math:`T` keeps the map a regularisation map of the variational problem.
+:math:`T` keeps the map a regularisation map of the variational problem. The stored default
+:math:`T` is the maximum, or with ``--select-n-iter N`` the one chosen on the last ``N``
+training images (:mod:`deepinv_pnn.training.select_iterations`).
 
 The last ``--val-count`` images of the (sorted) folder are held out; the weights are
 validated on them (whole images, :math:`\sigma = 0.1` for denoising) and the metrics go
@@ -237,11 +239,21 @@ def train(args: argparse.Namespace) -> dict:
     metrics = {}
     if rank == 0:
         config = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(args).items()}
-        config["n_iter"] = n_iter_max  # what TVParameterMapNet(pretrained=...) runs by default
         config["n_iter_train"] = [args.n_iter, n_iter_max]
+        if args.select_n_iter > 0:  # the default T chosen on training images (select_iterations)
+            from deepinv_pnn.training.select_iterations import iteration_grid, select_n_iter
+
+            chosen, means = select_n_iter(
+                model, train_files[-args.select_n_iter:], args.problem, device,
+                iteration_grid(args.n_iter, n_iter_max, 16), seed=args.seed,
+            )
+            model.pdhg.n_iter = chosen
+            config["n_iter_selection"] = {"images": [Path(p).name for p in train_files[-args.select_n_iter:]],
+                                          "mean_psnr": means}
+        config["n_iter"] = model.pdhg.n_iter  # what TVParameterMapNet(pretrained=...) runs by default
         save_weights(model, args.out, metadata={"config": json.dumps(config)})
         val = val_files[: args.val_images] if args.val_images else val_files
-        results = evaluate(model, val, args.problem, device, n_iter=n_iter_max, seed=args.seed)
+        results = evaluate(model, val, args.problem, device, n_iter=model.pdhg.n_iter, seed=args.seed)
         mean = sum(r["psnr"] for r in results) / len(results)
         with torch.no_grad():
             tau, sigma, rho = (float(v) for v in model.pdhg.parameters_pdhg(1.0))
@@ -310,6 +322,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--init", default=None, help="start from these weights (continue a run)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: only the time budget)")
+    parser.add_argument(
+        "--select-n-iter", type=int, default=0, metavar="N",
+        help="choose the default T on the last N training images (select_iterations; 0: the default T is the max)",
+    )
     return parser.parse_args(argv)
 
 
