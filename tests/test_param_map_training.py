@@ -2,28 +2,17 @@
 
 import json
 
-import numpy as np
 import pytest
-import skimage.io
 
-from deepinv_pnn.data import load_image
 from deepinv_pnn.models.param_map import TVParameterMapNet
 from deepinv_pnn.training.train_param_map import pack, parse_args, train, unpack
 
 
-@pytest.fixture
-def folder(tmp_path):
-    camera = (load_image("camera", size=96)[0, 0].numpy() * 255).astype(np.uint8)
-    for i in range(5):
-        skimage.io.imsave(tmp_path / f"img_{i}.png", np.roll(camera, 7 * i, axis=1)[: 48 + 4 * i, :48])
-    return tmp_path
-
-
 @pytest.mark.parametrize("problem", ["denoise", "deblur"])
-def test_tiny_training_run_writes_weights_and_metrics(folder, tmp_path, problem):
+def test_tiny_training_run_writes_weights_and_metrics(small_image_folder, tmp_path, problem):
     out = tmp_path / f"tvmap_{problem}.safetensors"
     args = parse_args([
-        "--data-dir", str(folder), "--out", str(out), "--problem", problem, "--minutes", "0.01",
+        "--data-dir", str(small_image_folder), "--out", str(out), "--problem", problem, "--minutes", "0.01",
         "--n-iter", "4", "--crop", "32", "--batch", "2", "--widths", "4", "8", "--val-count", "2",
     ])
     metrics = train(args)
@@ -37,7 +26,7 @@ def test_tiny_training_run_writes_weights_and_metrics(folder, tmp_path, problem)
     assert TVParameterMapNet(pretrained=str(split)).n_iter == 4
 
 
-def test_psnr_loss_and_step_limit(folder, tmp_path):
+def test_psnr_loss_and_step_limit(small_image_folder, tmp_path):
     import deepinv as dinv
     import torch
 
@@ -48,19 +37,19 @@ def test_psnr_loss_and_step_limit(folder, tmp_path):
     assert torch.allclose(NegPSNRLoss()(x_net, x), -dinv.metric.PSNR()(x_net, x), atol=1e-4)
     out = tmp_path / "t.safetensors"
     metrics = train(parse_args([
-        "--data-dir", str(folder), "--out", str(out), "--minutes", "5", "--max-steps", "3", "--loss", "psnr",
+        "--data-dir", str(small_image_folder), "--out", str(out), "--minutes", "5", "--max-steps", "3", "--loss", "psnr",
         "--n-iter", "4", "--crop", "32", "--batch", "2", "--widths", "4", "8", "--val-count", "2",
     ]))
     assert metrics["train_steps"] == 3 and len(metrics["train_losses"]) == 3
     assert all(-60 < v < 0 for v in metrics["train_losses"])  # minus a PSNR in dB
 
 
-def test_init_from_the_other_data_term_keeps_the_map_network_and_resets_the_steps(folder, tmp_path):
+def test_init_from_the_other_data_term_keeps_the_map_network_and_resets_the_steps(small_image_folder, tmp_path):
     """``--data-term prox --init dual_weights``: the U-Net carries over, the PDHG steps of the
     other iteration do not (they start from the prox iteration's initialisation)."""
     import torch
 
-    common = ["--data-dir", str(folder), "--problem", "deblur", "--minutes", "5", "--n-iter", "4", "--crop", "32",
+    common = ["--data-dir", str(small_image_folder), "--problem", "deblur", "--minutes", "5", "--n-iter", "4", "--crop", "32",
               "--batch", "2", "--widths", "4", "8", "--val-count", "2", "--lr", "0"]
     dual = tmp_path / "dual.safetensors"
     train(parse_args(common + ["--out", str(dual), "--max-steps", "1"]))

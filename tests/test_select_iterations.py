@@ -5,22 +5,17 @@ import json
 
 import numpy as np
 import pytest
-import skimage.io
 import torch
 from safetensors.torch import load_file
 
-from deepinv_pnn.data import load_image
 from deepinv_pnn.models.param_map import TVParameterMapNet, weights_config
-from deepinv_pnn.training.select_iterations import choose_n_iter, iteration_grid, main
+from deepinv_pnn.training.select_iterations import (
+    choose_n_iter,
+    iteration_grid,
+    main,
+    select_on_training_images,
+)
 from deepinv_pnn.training.train_param_map import evaluate, parse_args, train
-
-
-@pytest.fixture
-def folder(tmp_path):
-    camera = (load_image("camera", size=96)[0, 0].numpy() * 255).astype(np.uint8)
-    for i in range(5):
-        skimage.io.imsave(tmp_path / f"img_{i}.png", np.roll(camera, 7 * i, axis=1)[: 48 + 4 * i, :48])
-    return tmp_path
 
 
 def test_iteration_grid_covers_the_training_range():
@@ -41,22 +36,25 @@ def test_ties_within_the_tolerance_go_to_the_smaller_T():
     assert choose_n_iter({32: 30.0, 64: 30.5}, tie_db=1.0) == 32
     with pytest.raises(ValueError, match="empty"):
         choose_n_iter({})
+    with pytest.raises(ValueError, match="n_images must be >= 1"):
+        select_on_training_images(None, ["a.png"], 0, "deblur", "cpu", (2, 4))
 
 
-def _tiny_args(folder, out, *extra):
+def _tiny_args(small_image_folder, out, *extra):
     return parse_args([
-        "--data-dir", str(folder), "--out", str(out), "--problem", "deblur", "--max-steps", "2",
+        "--data-dir", str(small_image_folder), "--out", str(out), "--problem", "deblur", "--max-steps", "2",
         "--n-iter", "2", "--n-iter-max", "34", "--crop", "32", "--batch", "2", "--widths", "4", "8",
         "--val-count", "2", *extra,
     ])
 
 
-def test_recipe_stores_the_T_chosen_on_training_images(folder, tmp_path):
+def test_recipe_stores_the_T_chosen_on_training_images(small_image_folder, tmp_path):
     out = tmp_path / "sel.safetensors"
-    metrics = train(_tiny_args(folder, out, "--select-n-iter", "2"))
+    metrics = train(_tiny_args(small_image_folder, out, "--select-n-iter", "2"))
     config = weights_config(str(out), "deblur")
     selection = config["n_iter_selection"]
     assert selection["images"] == ["img_1.png", "img_2.png"]  # training images, not the held-out 3, 4
+    assert selection["rule"] == "smallest T within 0.005 dB of the best mean PSNR"
     means = {int(t): v for t, v in selection["mean_psnr"].items()}
     assert sorted(means) == [2, 18, 34]
     assert max(means.values()) - min(means.values()) > 0.01  # T matters on these images
@@ -64,18 +62,18 @@ def test_recipe_stores_the_T_chosen_on_training_images(folder, tmp_path):
     assert metrics["config"]["n_iter"] == config["n_iter"]  # validated at the chosen T
     # the stored means are the PSNR of the saved network at each T
     model = TVParameterMapNet(pretrained=str(out), problem="deblur")
-    files = sorted(folder.glob("img_*.png"))[1:3]
+    files = sorted(small_image_folder.glob("img_*.png"))[1:3]
     for n_iter, value in means.items():
         results = evaluate(model, files, "deblur", "cpu", n_iter=n_iter, seed=0)
         assert np.mean([r["psnr"] for r in results]) == pytest.approx(value, abs=1e-4)
 
 
-def test_command_line_rewrites_only_the_default_T(folder, tmp_path, capsys):
+def test_command_line_rewrites_only_the_default_T(small_image_folder, tmp_path, capsys):
     plain = tmp_path / "plain.safetensors"
-    train(_tiny_args(folder, plain))
+    train(_tiny_args(small_image_folder, plain))
     assert weights_config(str(plain), "deblur")["n_iter"] == 34  # without selection: the maximum
     out = tmp_path / "selected.safetensors"
-    result = main([str(plain), "--data-dir", str(folder), "--problem", "deblur", "--out", str(out),
+    result = main([str(plain), "--data-dir", str(small_image_folder), "--problem", "deblur", "--out", str(out),
                    "--n-images", "2", "--val-count", "2"])
     assert result["n_iter"] == choose_n_iter(result["mean_psnr"])
     assert "<- chosen" in capsys.readouterr().out

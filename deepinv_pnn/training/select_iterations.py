@@ -34,6 +34,8 @@ from tqdm.auto import tqdm
 
 #: ties within this many dB go to the smaller T
 TIE_DB = 0.005
+#: step of the grid of T over the training range
+GRID_STEP = 16
 
 
 def iteration_grid(n_min: int, n_max: int, step: int) -> list[int]:
@@ -90,6 +92,33 @@ def select_n_iter(
     return choose_n_iter(means, tie_db), means
 
 
+def select_on_training_images(
+    model: torch.nn.Module,
+    train_files: Sequence,
+    n_images: int,
+    problem: str,
+    device,
+    n_iter_range: tuple[int, int],
+    seed: int = 0,
+    step: int = GRID_STEP,
+) -> tuple[int, dict]:
+    """:func:`select_n_iter` on the last ``n_images`` of ``train_files`` over the grid of the
+    training range ``n_iter_range``.
+
+    :return: the chosen :math:`T` and the record stored in the weights' config (the rule,
+        the images, ``{T: mean PSNR}``).
+    """
+    if int(n_images) < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    files = list(train_files)[-int(n_images):]
+    chosen, means = select_n_iter(
+        model, files, problem, device, iteration_grid(*n_iter_range, step), seed=seed
+    )
+    record = {"rule": f"smallest T within {TIE_DB} dB of the best mean PSNR",
+              "images": [Path(p).name for p in files], "mean_psnr": means}
+    return chosen, record
+
+
 def main(argv=None) -> dict:
     from safetensors import safe_open
 
@@ -104,7 +133,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", required=True, help="the same weights with the chosen default T")
     parser.add_argument("--n-images", type=int, default=10, help="the last N images of the training split")
     parser.add_argument("--val-count", type=int, default=68, help="held-out images (excluded)")
-    parser.add_argument("--step", type=int, default=16, help="grid step of T over the training range")
+    parser.add_argument("--step", type=int, default=GRID_STEP, help="grid step of T over the training range")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -116,14 +145,13 @@ def main(argv=None) -> dict:
         raise ValueError(f"{args.weights} has no training range of T in its config")
     model = TVParameterMapNet(pretrained=args.weights, problem=args.problem, device=args.device)
     train_files, _ = split_files(args.data_dir, args.val_count)
-    chosen, means = select_n_iter(
-        model, train_files[-args.n_images:], args.problem, args.device,
-        iteration_grid(int(low), int(high), args.step), seed=args.seed,
+    chosen, record = select_on_training_images(
+        model, train_files, args.n_images, args.problem, args.device, (int(low), int(high)),
+        seed=args.seed, step=args.step,
     )
     config["n_iter"] = chosen
-    config["n_iter_selection"] = {"rule": f"smallest T within {TIE_DB} dB of the best mean PSNR",
-                                  "images": [Path(p).name for p in train_files[-args.n_images:]],
-                                  "mean_psnr": means}
+    config["n_iter_selection"] = record
+    means = record["mean_psnr"]
     metadata["config"] = json.dumps(config)
     save_weights(load_state_dict(args.weights), args.out, metadata=metadata)
     for n_iter, value in means.items():

@@ -241,15 +241,12 @@ def train(args: argparse.Namespace) -> dict:
         config = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(args).items()}
         config["n_iter_train"] = [args.n_iter, n_iter_max]
         if args.select_n_iter > 0:  # the default T chosen on training images (select_iterations)
-            from deepinv_pnn.training.select_iterations import iteration_grid, select_n_iter
+            from deepinv_pnn.training.select_iterations import select_on_training_images
 
-            chosen, means = select_n_iter(
-                model, train_files[-args.select_n_iter:], args.problem, device,
-                iteration_grid(args.n_iter, n_iter_max, 16), seed=args.seed,
+            model.pdhg.n_iter, config["n_iter_selection"] = select_on_training_images(
+                model, train_files, args.select_n_iter, args.problem, device, (args.n_iter, n_iter_max),
+                seed=args.seed,
             )
-            model.pdhg.n_iter = chosen
-            config["n_iter_selection"] = {"images": [Path(p).name for p in train_files[-args.select_n_iter:]],
-                                          "mean_psnr": means}
         config["n_iter"] = model.pdhg.n_iter  # what TVParameterMapNet(pretrained=...) runs by default
         save_weights(model, args.out, metadata={"config": json.dumps(config)})
         val = val_files[: args.val_images] if args.val_images else val_files
