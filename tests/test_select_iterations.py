@@ -36,6 +36,8 @@ def test_ties_within_the_tolerance_go_to_the_smaller_T():
     assert choose_n_iter({32: 30.0, 64: 30.5}, tie_db=1.0) == 32
     with pytest.raises(ValueError, match="empty"):
         choose_n_iter({})
+    with pytest.raises(ValueError, match="finite"):
+        choose_n_iter({32: 30.0, 64: float("nan")})
     with pytest.raises(ValueError, match="n_images must be >= 1"):
         select_on_training_images(None, ["a.png"], 0, "deblur", "cpu", (2, 4))
 

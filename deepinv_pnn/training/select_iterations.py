@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def choose_n_iter(mean_psnr: dict, tie_db: float = TIE_DB) -> int:
     """
     if not mean_psnr:
         raise ValueError("mean_psnr is empty")
+    if not all(math.isfinite(v) for v in mean_psnr.values()):
+        raise ValueError(f"every mean PSNR must be finite (a diverged network?), got {mean_psnr}")
     best = max(mean_psnr.values())
     return min(t for t, value in mean_psnr.items() if value >= best - tie_db)
 
