@@ -50,9 +50,13 @@ def iteration_grid(n_min: int, n_max: int, step: int) -> list[int]:
 
 
 def choose_n_iter(mean_psnr: dict, tie_db: float = TIE_DB) -> int:
-    """The smallest :math:`T` whose mean PSNR is within ``tie_db`` of the best.
+    r"""The smallest :math:`T` whose mean PSNR is within ``tie_db`` of the best.
 
     :param dict mean_psnr: ``{T: mean PSNR}``.
+    :param float tie_db: :math:`\epsilon`.
+
+    >>> choose_n_iter({32: 30.00, 64: 30.104, 96: 30.107})  # 64 is within 0.005 dB of 96
+    64
     """
     if not mean_psnr:
         raise ValueError("mean_psnr is empty")
@@ -71,7 +75,7 @@ def select_n_iter(
     seed: int = 0,
     tie_db: float = TIE_DB,
 ) -> tuple[int, dict]:
-    """Evaluate ``model`` at every :math:`T` in ``candidates`` on ``files`` and apply the rule.
+    r"""Evaluate ``model`` at every :math:`T` in ``candidates`` on ``files`` and apply the rule.
 
     :param model: a :class:`~deepinv_pnn.models.param_map.TVParameterMapNet`.
     :param files: whole images to evaluate on (training images).
@@ -80,9 +84,6 @@ def select_n_iter(
     :param int seed: noise seed of the first image (the next images use ``seed + index``).
     :param float tie_db: :math:`\epsilon`.
     :return: the chosen :math:`T` and ``{T: mean PSNR}``.
-
-    >>> choose_n_iter({32: 30.00, 64: 30.104, 96: 30.107})
-    64
     """
     from deepinv_pnn.training.train_param_map import evaluate
 

@@ -180,7 +180,7 @@ def t_step_denoiser(prior: ConvexRidgeRegularizer, y: torch.Tensor, t: int) -> t
 
 
 def tune_table(prior: ConvexRidgeRegularizer, images, sigmas, seed: int, max_evals: int = 40, log=print) -> dict:
-    """Tune (lambda, mu) per noise level on ``images`` (coarse-to-fine), store the table.
+    r"""Tune (lambda, mu) per noise level on ``images`` (coarse-to-fine), store the table.
 
     The learned :math:`\lambda` is the strength of a *t-step* denoiser, not of the prox: for
     small :math:`t` the prox needs a much smaller one (one gradient step with gain

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
 def evaluate_conditional(
     model: ConditionalMMDFlow, held_out: torch.Tensor, seed: int, problem: str, n_samples: int = 64
 ) -> dict:
-    """Held-out PSNR of the posterior mean against three baselines: the training mean (ignores
+    r"""Held-out PSNR of the posterior mean against three baselines: the training mean (ignores
     the observation), the pseudo-inverse :math:`A^\dagger y` and the training mean completed by
     the observation :math:`m + A^\dagger(y - A m)`; the Pearson correlation of the posterior
     std with the absolute error of the mean (over all pixels, and over the pixels that the
