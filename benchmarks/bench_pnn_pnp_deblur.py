@@ -192,6 +192,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--weights", default=None, help="weights of the small-sigma ConvPNN (default: shipped)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--json", default=None)
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="noise seed of image k is k + offset (split a run: --images text clock page grass --seed-offset 4)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -213,7 +215,7 @@ def main(argv=None) -> dict:
     for index, name in enumerate(args.images):
         start = time.perf_counter()
         x = load_image(name, size=args.size)
-        physics = make_physics("deblur", shape, NOISE, seed=index)
+        physics = make_physics("deblur", shape, NOISE, seed=index + args.seed_offset)
         y = physics(x)
         tv = best_tv(y, x, physics, args.tv_tol)
         pnp = best_pnp(denoiser, physics, y, x, stepsize, args.max_iter, args.tol)

@@ -45,6 +45,10 @@ SHIPPED = {
     "sigma25": ("convpnn_gray_sigma25.safetensors", 25 / 255),
     "sigma0.01": ("convpnn_gray_sigma001.safetensors", 0.01),
 }
+# problem-tuned weights, chosen by name: pretrained="deblur" (the sigma0 they were built for)
+SHIPPED_FOR_PROBLEM = {
+    "deblur": ("convpnn_gray_sigma001_deblur.safetensors", 0.01),
+}
 # orthonormal opponent colour transform: a gray ConvPNN denoises colour images channel by
 # channel in this basis (an orthogonal change of variables keeps averagedness)
 OPPONENT = torch.tensor(
@@ -222,7 +226,9 @@ class ConvPNN(dinv.models.Denoiser):
     :param str parametrization: ``"manifold"`` (train with :mod:`deepinv_pnn.training.manifold`),
         ``"cayley"`` or ``"exp"`` (any optimiser keeps the constraint).
     :param pretrained: ``False``, ``True`` (shipped gray weights for ``sigma0`` = 25/255 or
-        0.01) or a path to a weights file.
+        0.01, trained on denoising), ``"deblur"`` (gray, ``sigma0`` = 0.01, the small-sigma
+        weights fine-tuned through the PnP-FBS fixed point of Gaussian deblurring, see
+        :mod:`deepinv_pnn.training.pnp_objective`) or a path to a weights file.
     :param int seed: seed of the initialisation.
     :param device: device of the model.
 
@@ -278,6 +284,14 @@ class ConvPNN(dinv.models.Denoiser):
         for file, level in SHIPPED.values():
             if abs(level - sigma0) < 1e-9 and channels == 1:
                 default_file = file
+        if isinstance(pretrained, str) and pretrained in SHIPPED_FOR_PROBLEM:
+            file, level = SHIPPED_FOR_PROBLEM[pretrained]
+            if abs(level - sigma0) > 1e-9 or channels != 1:
+                raise ValueError(
+                    f'pretrained="{pretrained}" weights are gray with sigma0={level:g}, '
+                    f"got channels={channels}, sigma0={sigma0:g}"
+                )
+            default_file, pretrained = file, True
         load_pretrained(self, pretrained, default_file)
         self.to(device)
 

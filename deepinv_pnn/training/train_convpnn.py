@@ -12,6 +12,13 @@ NCCL on CUDA), so 1 and P processes follow the same loss curve (to rounding).
 Checkpoints (model, optimiser, step, losses) are written atomically and resumed with
 ``--resume``.
 
+Problem-aware fine-tuning (``--objective pnp-deblur``): the loss is that of the PnP-FBS
+fixed point on the package's ``deblur`` problem (circular Gaussian blur of std 1.6, noise
+``--pnp-noise``) with the denoiser at ``--pnp-sigma``, by Jacobian-free backpropagation
+(:mod:`deepinv_pnn.training.pnp_objective`); the network stays averaged by construction, so
+PnP with it still converges. Validation is then the PnP deblurring PSNR after
+``--pnp-val-iter`` iterations.
+
 Command line::
 
     python -m deepinv_pnn.training.train_convpnn --data-dir ../shared/data/bsd400 \
@@ -34,9 +41,13 @@ import torch.distributed as dist
 from deepinv_pnn.data import load_image, split_files, step_batch
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.nn.stiefel import is_stiefel_parameter
+from deepinv_pnn.optim.pnp_steps import check_pnp_parameters, data_fidelity_lipschitz
 from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.problems import make_physics
+from deepinv_pnn.training.pnp_objective import fixed_point_loss, pnp_deblur_psnr, tikhonov_start
 
 OPTIMIZERS = ("cayley-adam", "cayley-sgd", "ispalm", "adam")
+OBJECTIVES = ("denoise", "pnp-deblur")
 
 
 def _world() -> tuple[int, int]:
@@ -152,6 +163,13 @@ def train_convpnn(
     init: str | os.PathLike | None = None,
     warmup: int = 200,
     stop_at: int | None = None,
+    objective: str = "denoise",
+    pnp_sigma: float = 0.008,
+    pnp_noise: float = 0.01,
+    pnp_stepsize: float = 1.98,
+    pnp_iter: int = 15,
+    pnp_val_iter: int = 100,
+    pnp_start: str = "tikhonov",
 ) -> dict:
     r"""Train a gray :class:`ConvPNN` at noise level ``sigma``; return the metrics.
 
@@ -180,6 +198,17 @@ def train_convpnn(
     :param int warmup: steps of linear learning-rate warm-up.
     :param int stop_at: stop after this step although the schedule runs to ``max_steps``
         (an interruption; continue with ``resume=True``).
+    :param str objective: ``denoise`` (supervised denoising at ``sigma``) or ``pnp-deblur``
+        (the PnP-FBS fixed-point loss on the ``deblur`` problem; ``sigma`` is then only the
+        model's scaling level).
+    :param float pnp_sigma: the denoiser's noise level inside PnP (``pnp-deblur``).
+    :param float pnp_noise: measurement noise of the deblurring problem.
+    :param float pnp_stepsize: the PnP step :math:`\gamma`, checked against :math:`2/\|A\|^2`.
+    :param int pnp_iter: PnP iterations without a graph before the differentiable one.
+    :param int pnp_val_iter: PnP iterations of the validation.
+    :param str pnp_start: first PnP iterate of the training loss: ``tikhonov``
+        (:func:`~deepinv_pnn.training.pnp_objective.tikhonov_start`, closer to the fixed point)
+        or ``measurement`` (:math:`y`). Validation always starts from :math:`y`, as users do.
     :return: dict with ``losses`` (global mean per step), ``val_psnr``, ``steps``, ``seconds``.
     """
     rank, world = _world()
@@ -189,6 +218,10 @@ def train_convpnn(
         raise ValueError(
             f"batch_size {batch_size} must be divisible by the number of processes {world}"
         )
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if pnp_start not in ("tikhonov", "measurement"):
+        raise ValueError(f"pnp_start must be 'tikhonov' or 'measurement', got {pnp_start!r}")
     device = torch.device(device)
     train_files, val_files = split_files(data_dir, val_count)
     images = load_stack(train_files, device)
@@ -198,6 +231,11 @@ def train_convpnn(
     model = ConvPNN(channels=1, sigma0=sigma, seed=seed, pretrained=init or False, **model_kwargs)
     model = model.to(device).train()
     opt = make_optimizer(model, optimizer, lr, lr_stiefel)
+    physics = None
+    if objective == "pnp-deblur":
+        physics = make_physics("deblur", (1, patch_size, patch_size), noise_level=0.0, device=device)
+        lipschitz = data_fidelity_lipschitz(physics, (1, patch_size, patch_size))
+        check_pnp_parameters(model, "PGD", pnp_stepsize, lipschitz * 1.01)
     base_lrs = [group["lr"] for group in opt.param_groups]
     losses: list[float] = []
     start_step = 0
@@ -236,12 +274,19 @@ def train_convpnn(
         factor = 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))) * min(1.0, (step + 1) / warmup)
         for group, base in zip(opt.param_groups, base_lrs):
             group["lr"] = base * (0.05 + 0.95 * factor)
-        x, y = global_batch(images, step, seed, batch_size, patch_size, sigma)
+        noise_level = sigma if physics is None else pnp_noise
+        x, y = global_batch(images, step, seed, batch_size, patch_size, noise_level)
+        if physics is not None:  # the same noise draw, added to the blurred crops
+            y = physics.A(x) + (y - x)
         x, y = x[rank * local : (rank + 1) * local], y[rank * local : (rank + 1) * local]
 
         def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            loss = torch.mean((model(y, sigma) - x) ** 2)
+            if physics is None:
+                loss = torch.mean((model(y, sigma) - x) ** 2)
+            else:
+                start = tikhonov_start(y, physics) if pnp_start == "tikhonov" else None
+                loss = fixed_point_loss(model, x, y, physics, pnp_sigma, pnp_stepsize, pnp_iter, start)
             loss.backward()
             sync_gradients(model)
             return loss
@@ -269,11 +314,22 @@ def train_convpnn(
         "losses": losses,
         "sigma": sigma,
         "optimizer": optimizer,
+        "objective": objective,
     }
+    if physics is not None:
+        metrics.update(
+            pnp_sigma=pnp_sigma, pnp_noise=pnp_noise, pnp_stepsize=pnp_stepsize, pnp_iter=pnp_iter, pnp_start=pnp_start
+        )
     if rank == 0:
         held_out = load_stack(val_files[:val_images] if val_images else val_files, device)
+        if not held_out:
+            val_psnr = float("nan")
+        elif physics is None:
+            val_psnr = validate(model, held_out, sigma)
+        else:
+            val_psnr = pnp_deblur_psnr(model, held_out, pnp_sigma, pnp_stepsize, pnp_val_iter, pnp_noise)
         metrics.update(
-            val_psnr=validate(model, held_out, sigma) if held_out else float("nan"),
+            val_psnr=val_psnr,
             val_images=len(held_out),
             val_files=f"{val_files[0].name}..{val_files[-1].name}" if val_files else "",
             orthogonality_error=model.orthogonality_error(),
@@ -282,7 +338,7 @@ def train_convpnn(
             t=model.t,
         )
         if out is not None:
-            save_weights(model, out, metadata={"sigma0": sigma, "val_psnr": metrics["val_psnr"]})
+            save_weights(model, out, metadata={"sigma0": sigma, "val_psnr": metrics["val_psnr"], "objective": objective})
             tmp = Path(str(out) + ".json.tmp")
             tmp.write_text(
                 json.dumps(
@@ -321,6 +377,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--n-layers", type=int, default=8)
+    parser.add_argument("--objective", default="denoise", choices=OBJECTIVES)
+    parser.add_argument("--pnp-sigma", type=float, default=0.008)
+    parser.add_argument("--pnp-noise", type=float, default=0.01)
+    parser.add_argument("--pnp-stepsize", type=float, default=1.98)
+    parser.add_argument("--pnp-iter", type=int, default=15)
+    parser.add_argument("--pnp-start", default="tikhonov", choices=("tikhonov", "measurement"))
+    parser.add_argument("--pnp-val-iter", type=int, default=100)
     args = parser.parse_args(argv)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -350,6 +413,13 @@ def main(argv: list[str] | None = None) -> dict:
             init=args.init,
             warmup=args.warmup,
             model_kwargs={"width": args.width, "n_layers": args.n_layers},
+            objective=args.objective,
+            pnp_sigma=args.pnp_sigma,
+            pnp_noise=args.pnp_noise,
+            pnp_stepsize=args.pnp_stepsize,
+            pnp_iter=args.pnp_iter,
+            pnp_val_iter=args.pnp_val_iter,
+            pnp_start=args.pnp_start,
         )
         rank, _ = _world()
         if rank == 0:
