@@ -92,9 +92,9 @@ def fixed_point_loss(
     r"""Mean squared error of one differentiable PnP-FBS step after ``n_iter`` steps without a
     graph (Jacobian-free backpropagation of the fixed-point loss).
 
-    The fixed point does not depend on the first iterate (the iteration converges from any),
-    so a cheap estimate closer to it than :math:`y`, e.g. :func:`tikhonov_start`, gives a
-    better approximation for the same ``n_iter``.
+    The iteration converges from any first iterate (to the same limit when the fixed point
+    is unique), so a cheap estimate closer to it than :math:`y`, e.g. :func:`tikhonov_start`,
+    gives a better approximation for the same ``n_iter``.
 
     :param model: the denoiser ``model(x, sigma)``, trained through this loss.
     :param torch.Tensor x: the ground truth ``[B, C, H, W]``.
