@@ -40,6 +40,7 @@ import deepinv as dinv
 import torch
 
 from deepinv_pnn.optim.pnp_steps import check_pnp_parameters, data_fidelity_lipschitz
+from deepinv_pnn.training.pnp_objective import fbs_step
 from deepinv_pnn.validation import check_image, check_positive
 
 
@@ -96,8 +97,7 @@ def _iterate(denoiser, physics, y_val, x_val, sigma0, stepsize, n_iter, lr, damp
     for _ in range(n_iter):
         with torch.enable_grad():
             xr = x.detach().requires_grad_(True)
-            grad_f = physics.A_adjoint(physics.A(xr) - y_val)
-            out = denoiser(xr - stepsize * grad_f, rho.exp())
+            out = fbs_step(denoiser, xr, y_val, physics, rho.exp(), stepsize)
             jx, jrho = torch.autograd.grad(out, (xr, rho), p)
         loss_grad = x - x_val
         history.append((float(rho.detach().exp()), float(0.5 * (loss_grad**2).sum())))

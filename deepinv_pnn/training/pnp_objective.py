@@ -43,10 +43,11 @@ import torch
 
 from deepinv_pnn.validation import check_positive
 
-__all__ = ["fixed_point_loss", "pnp_deblur_psnr", "pnp_fbs", "tikhonov_start"]
+__all__ = ["fbs_step", "fixed_point_loss", "pnp_deblur_psnr", "pnp_fbs", "tikhonov_start"]
 
 
-def _fbs_step(model, z, y, physics, sigma, stepsize):
+def fbs_step(model, z, y, physics, sigma, stepsize):
+    r"""One PnP-FBS step :math:`D_\sigma(z - \gamma A^\top(Az - y))` (with the caller's graph, if any)."""
     return model(z - stepsize * physics.A_adjoint(physics.A(z) - y), sigma)
 
 
@@ -75,7 +76,7 @@ def pnp_fbs(
         raise ValueError(f"n_iter must be a non-negative integer, got {n_iter}")
     z = (y if start is None else start).clone()
     for _ in range(int(n_iter)):
-        z = _fbs_step(model, z, y, physics, sigma, stepsize)
+        z = fbs_step(model, z, y, physics, sigma, stepsize)
     return z
 
 
@@ -109,7 +110,7 @@ def fixed_point_loss(
     check_positive(sigma, "sigma")
     check_positive(stepsize, "stepsize")
     z = pnp_fbs(model, y, physics, sigma, stepsize, n_iter, start)
-    return torch.mean((_fbs_step(model, z, y, physics, sigma, stepsize) - x) ** 2)
+    return torch.mean((fbs_step(model, z, y, physics, sigma, stepsize) - x) ** 2)
 
 
 @torch.no_grad()

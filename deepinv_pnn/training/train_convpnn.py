@@ -41,7 +41,7 @@ import torch.distributed as dist
 from deepinv_pnn.data import load_image, split_files, step_batch
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.nn.stiefel import is_stiefel_parameter
-from deepinv_pnn.optim.pnp_steps import check_pnp_parameters, data_fidelity_lipschitz
+from deepinv_pnn.optim.pnp_steps import pnp_parameters
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import make_physics
 from deepinv_pnn.training.pnp_objective import fixed_point_loss, pnp_deblur_psnr, tikhonov_start
@@ -234,8 +234,8 @@ def train_convpnn(
     physics = None
     if objective == "pnp-deblur":
         physics = make_physics("deblur", (1, patch_size, patch_size), noise_level=0.0, device=device)
-        lipschitz = data_fidelity_lipschitz(physics, (1, patch_size, patch_size))
-        check_pnp_parameters(model, "PGD", pnp_stepsize, lipschitz * 1.01)
+        # refuses a step that voids the convergence of PnP-FBS (gamma >= 2/L)
+        pnp_parameters(model, physics, (1, patch_size, patch_size), "PGD", pnp_sigma, pnp_stepsize)
     base_lrs = [group["lr"] for group in opt.param_groups]
     losses: list[float] = []
     start_step = 0
