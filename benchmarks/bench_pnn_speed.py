@@ -27,7 +27,7 @@ from _memory import peak_memory_mib
 
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.training.ispalm import ISPALM
-from deepinv_pnn.training.train_convpnn import make_optimizer
+from deepinv_pnn.training.pnn_optimizers import make_optimizer
 
 
 def _time(fn, repeats: int, device) -> float:

@@ -20,7 +20,7 @@ import torch
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.training.ispalm import ISPALM
-from deepinv_pnn.training.train_convpnn import make_optimizer
+from deepinv_pnn.training.pnn_optimizers import make_optimizer
 
 image = load_image("camera", size=128)[0]
 sigma = 0.1

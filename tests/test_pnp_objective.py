@@ -6,8 +6,9 @@ import torch
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.problems import make_physics
+from deepinv_pnn.training.pnn_optimizers import make_optimizer
 from deepinv_pnn.training.pnp_objective import fixed_point_loss, pnp_deblur_psnr, pnp_fbs
-from deepinv_pnn.training.train_convpnn import make_optimizer, train_convpnn
+from deepinv_pnn.training.train_convpnn import train_convpnn
 
 SMALL = {"width": 8, "state_channels": 2, "n_layers": 2, "n_stages": 1}
 

@@ -38,27 +38,22 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from deepinv_pnn.data import load_image, split_files, step_batch
+from deepinv_pnn.data import split_files, step_batch
 from deepinv_pnn.models.pnn import ConvPNN
-from deepinv_pnn.nn.stiefel import is_stiefel_parameter
 from deepinv_pnn.optim.pnp_steps import pnp_parameters
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import make_physics
+from deepinv_pnn.training.distributed import (
+    average_gradients,
+    global_mean,
+    load_stack,
+    save_checkpoint,
+    world,
+)
+from deepinv_pnn.training.pnn_optimizers import OPTIMIZERS, make_optimizer
 from deepinv_pnn.training.pnp_objective import fixed_point_loss, pnp_deblur_psnr, tikhonov_start
 
-OPTIMIZERS = ("cayley-adam", "cayley-sgd", "ispalm", "adam")
 OBJECTIVES = ("denoise", "pnp-deblur")
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def load_stack(files: list[Path], device) -> list[torch.Tensor]:
-    """Decode images to ``[1, H, W]`` tensors on ``device``."""
-    return [load_image(f, grayscale=True)[0].to(device) for f in files]
 
 
 def global_batch(
@@ -68,47 +63,6 @@ def global_batch(
     x, g = step_batch(images, step, seed, batch, patch)
     noise = torch.randn(x.shape, generator=g).to(x.device)
     return x, x + sigma * noise
-
-
-def make_optimizer(model: ConvPNN, name: str, lr: float, lr_stiefel: float):
-    """The optimiser ``name`` with separate learning rates for Stiefel and Euclidean parameters."""
-    from deepinv_pnn.training.manifold import CayleyAdam, CayleySGD
-
-    stiefel = [p for p in model.parameters() if is_stiefel_parameter(p)]
-    other = [p for p in model.parameters() if not is_stiefel_parameter(p) and p.requires_grad]
-    if name == "cayley-adam":
-        return CayleyAdam([{"params": stiefel, "lr": lr_stiefel}, {"params": other, "lr": lr}])
-    if name == "cayley-sgd":
-        return CayleySGD(
-            [{"params": stiefel, "lr": lr_stiefel}, {"params": other, "lr": lr}], momentum=0.9
-        )
-    if name == "ispalm":
-        from deepinv_pnn.training.ispalm import ISPALM
-
-        return ISPALM([stiefel, other], lr=[lr_stiefel, lr], prox=["stiefel", None])
-    if name == "adam":
-        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-
-
-def sync_gradients(model: torch.nn.Module) -> None:
-    """Average the gradients over the processes (no-op in a single process)."""
-    _, world = _world()
-    if world == 1:
-        return
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(world)
-
-
-def _global_mean(value: torch.Tensor) -> float:
-    _, world = _world()
-    if world > 1:
-        value = value.detach().clone()
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value = value / world
-    return float(value)
 
 
 @torch.no_grad()
@@ -124,20 +78,6 @@ def validate(model: ConvPNN, images: list[torch.Tensor], sigma: float, seed: int
         psnrs.append(10 * math.log10(1.0 / max(mse, 1e-20)))
     model.train()
     return sum(psnrs) / max(len(psnrs), 1)
-
-
-def _save_checkpoint(path: Path, model, optimizer, step: int, losses: list[float]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "losses": losses,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
 
 
 def train_convpnn(
@@ -211,12 +151,12 @@ def train_convpnn(
         or ``measurement`` (:math:`y`). Validation always starts from :math:`y`, as users do.
     :return: dict with ``losses`` (global mean per step), ``val_psnr``, ``steps``, ``seconds``.
     """
-    rank, world = _world()
+    rank, n_procs = world()
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if batch_size % world:
+    if batch_size % n_procs:
         raise ValueError(
-            f"batch_size {batch_size} must be divisible by the number of processes {world}"
+            f"batch_size {batch_size} must be divisible by the number of processes {n_procs}"
         )
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -246,7 +186,7 @@ def train_convpnn(
         opt.load_state_dict(state["optimizer"])
         start_step, losses = int(state["step"]), list(state["losses"])
     budget = 60.0 * minutes
-    local = batch_size // world
+    local = batch_size // n_procs
     t0 = time.time()
     bar = None
     if progress and rank == 0:
@@ -263,7 +203,7 @@ def train_convpnn(
         else:
             fraction = (time.time() - t0) / budget
             flag = torch.tensor([fraction], dtype=torch.float64)
-            if world > 1:
+            if n_procs > 1:
                 dist.broadcast(flag, src=0)
             fraction = float(flag)
             stop = fraction >= 1.0
@@ -288,7 +228,7 @@ def train_convpnn(
                 start = tikhonov_start(y, physics) if pnp_start == "tikhonov" else None
                 loss = fixed_point_loss(model, x, y, physics, pnp_sigma, pnp_stepsize, pnp_iter, start)
             loss.backward()
-            sync_gradients(model)
+            average_gradients(model)
             return loss
 
         if optimizer == "ispalm":
@@ -296,18 +236,18 @@ def train_convpnn(
         else:
             loss = closure()
             opt.step()
-        losses.append(_global_mean(loss))
+        losses.append(global_mean(loss))
         step += 1
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3e}")
         if ckpt is not None and rank == 0 and step % checkpoint_every == 0:
-            _save_checkpoint(ckpt, model, opt, step, losses)
+            save_checkpoint(ckpt, model, opt, step, {"losses": losses})
     if bar is not None:
         bar.close()
     seconds = time.time() - t0
     if ckpt is not None and rank == 0:
-        _save_checkpoint(ckpt, model, opt, step, losses)
+        save_checkpoint(ckpt, model, opt, step, {"losses": losses})
     metrics = {
         "steps": step,
         "seconds": round(seconds, 2),
@@ -421,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
             pnp_val_iter=args.pnp_val_iter,
             pnp_start=args.pnp_start,
         )
-        rank, _ = _world()
+        rank, _ = world()
         if rank == 0:
             if args.losses_out:
                 Path(args.losses_out).write_text(json.dumps(metrics["losses"]))

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -43,27 +42,22 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from deepinv_pnn.data import load_image, split_files, step_batch
+from deepinv_pnn.data import split_files, step_batch
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, ConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
 from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.training.distributed import (
+    average_gradients,
+    init_distributed,
+    load_stack,
+    rank_slice,
+    save_checkpoint,
+    world,
+)
 
 
 # ----------------------------------------------------------------- shared helpers
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) without torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device: str) -> None:
-    """Initialise torch.distributed when launched by torchrun (gloo on CPU, NCCL on CUDA)."""
-    if "RANK" in os.environ and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-
-
 def split_train_validation_test(data_dir, test_count: int, validation_count: int):
     """Sorted images: ``[train | validation | test]`` with the last ``test_count`` held out
     for testing and the ``validation_count`` before them held out for tuning and model
@@ -79,28 +73,9 @@ def split_train_validation_test(data_dir, test_count: int, validation_count: int
     return train_files[:-validation_count], train_files[-validation_count:], test_files
 
 
-def load_stack(files, device) -> list[torch.Tensor]:
-    return [load_image(f, grayscale=True)[0].to(device) for f in files]
-
-
 def batch_of_step(images, step: int, seed: int, batch: int, patch: int):
     """Clean crops of the global batch of ``step`` and the generator that made them."""
     return step_batch(images, step, seed, batch, patch)
-
-
-def rank_slice(x: torch.Tensor) -> torch.Tensor:
-    rank, size = world()
-    return x.chunk(size)[rank] if size > 1 else x
-
-
-def average_gradients(model: torch.nn.Module) -> None:
-    rank, size = world()
-    if size == 1:
-        return
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= size
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -132,12 +107,6 @@ def denoise_psnr(
         values.extend(psnr(out, x).tolist())
         k += len(group)
     return sum(values) / len(values)
-
-
-def save_checkpoint(path, model, optimizer, step: int, extra: dict) -> None:
-    tmp = Path(str(path) + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, **extra}, tmp)
-    os.replace(tmp, path)
 
 
 def make_optimizer(model: torch.nn.Module, lr_conv: float, lr_spline: float, lr_scalar: float):
