@@ -98,10 +98,11 @@ def tune_crr(prior: ConvexRidgeRegularizer, crops, sigma: float, evals: int) -> 
 
 
 def tune_wcrr(prior: WeaklyConvexRidgeRegularizer, crops, sigma: float, evals: int,
-              starts=((1.0, 1.0),)) -> tuple[float, float, float]:
+              starts=((1.0, 1.0),), step: float = 1.4) -> tuple[float, float, float]:
     """Coarse-to-fine calibration factors (c, m) of the WCRR-NN at one noise level on the
-    validation crops, from each pair of ``starts`` (``evals`` evaluations each; the landscape
-    has more than one local maximum); leaves the table constant at the best pair."""
+    validation crops, from each pair of ``starts`` (``evals`` evaluations each, first
+    multiplicative ``step``; the landscape has more than one local maximum); leaves the
+    table constant at the best pair."""
     noisy = torch.cat(noisy_copies(crops, sigma, offset=10_000))
     clean = torch.cat(crops)
 
@@ -111,7 +112,8 @@ def tune_wcrr(prior: WeaklyConvexRidgeRegularizer, crops, sigma: float, evals: i
             out = prior.prox(noisy, sigma, tol=1e-4, max_iter=3000)
         return sum(psnr(o, c) for o, c in zip(out, clean)) / len(crops)
 
-    runs = [tune_coarse_to_fine(score, start, step=1.4, min_step=1.05, max_evals=evals) for start in dict.fromkeys(starts)]
+    runs = [tune_coarse_to_fine(score, start, step=step, min_step=1.05, max_evals=evals)
+            for start in dict.fromkeys(starts)]
     (factor, mu_factor), value = max(runs, key=lambda run: run[1])
     prior.set_table([sigma], [factor], [mu_factor])
     return factor, mu_factor, value
@@ -144,6 +146,11 @@ def main(argv=None) -> None:
                              "calibration factors) at --tune-sigmas on the validation crops, save the weights "
                              "with it to this file and stop (no test)")
     parser.add_argument("--tune-sigmas", type=float, nargs="+", default=[5, 15, 25, 50])
+    parser.add_argument("--tune-from-stored", action="store_true",
+                        help="WCRR-NN --save-tuned: start each level from the stored table's pair (step 1.2) "
+                             "instead of from (1, 1) and the previous level's pair (step 1.4); for weights "
+                             "trained with the table in place")
+    parser.add_argument("--levels", type=int, nargs="+", default=[15, 25], help="test noise levels (/255)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -174,8 +181,17 @@ def main(argv=None) -> None:
         (name, prior), = models.items()
         tune, labels = (tune_crr, ("lambda", "mu")) if name == "CRR-NN" else (tune_wcrr, ("c", "m"))
         tuned = {}
+        stored = {}  # the stored pairs, read before tuning rewrites the table
+        if name == "WCRR-NN" and args.tune_from_stored:
+            if not prior.tuned():
+                raise SystemExit("--tune-from-stored needs weights with a calibration table")
+            for level in args.tune_sigmas:
+                c, m = prior.calibration(torch.tensor([level / 255]))
+                stored[level] = (float(c), float(m))
         for level in args.tune_sigmas:
-            if name == "CRR-NN":
+            if stored:
+                tuned[level] = tune(prior, crops, level / 255, args.tune_evals, starts=[stored[level]], step=1.2)
+            elif name == "CRR-NN":
                 tuned[level] = tune(prior, crops, level / 255, args.tune_evals)
             else:  # from (1, 1) and from the previous level's pair
                 previous = [tuple(tuned[k][:2]) for k in tuned][-1:]
@@ -194,7 +210,7 @@ def main(argv=None) -> None:
         save_weights(prior, args.save_tuned, metadata=metadata)
         return
     results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}, "per_image": {}}
-    for level in (15, 25):
+    for level in args.levels:
         sigma = level / 255
         denoisers = {}
         if "tv" in args.models:
@@ -216,7 +232,7 @@ def main(argv=None) -> None:
                 values = psnrs(denoiser, images, noisy, sigma)
                 value = sum(values) / len(values)
                 seconds = time.perf_counter() - start
-                published = PUBLISHED.get(method, (math.nan, math.nan))[0 if level == 15 else 1]
+                published = dict(zip((15, 25), PUBLISHED.get(method, ()))).get(level, math.nan)
                 results["psnr"][f"{set_name} | sigma {level} | {method}"] = round(value, 3)
                 results["per_image"][f"{set_name} | sigma {level} | {method}"] = [round(v, 3) for v in values]
                 print(f"{set_name:<34} {level:>5} {method:<8} {value:>7.2f} dB {seconds:>7.1f} s"
