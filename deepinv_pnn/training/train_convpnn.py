@@ -47,6 +47,7 @@ from deepinv_pnn.training.distributed import (
     average_gradients,
     global_mean,
     load_stack,
+    rank_slice,
     save_checkpoint,
     world,
 )
@@ -186,7 +187,6 @@ def train_convpnn(
         opt.load_state_dict(state["optimizer"])
         start_step, losses = int(state["step"]), list(state["losses"])
     budget = 60.0 * minutes
-    local = batch_size // n_procs
     t0 = time.time()
     bar = None
     if progress and rank == 0:
@@ -218,7 +218,7 @@ def train_convpnn(
         x, y = global_batch(images, step, seed, batch_size, patch_size, noise_level)
         if physics is not None:  # the same noise draw, added to the blurred crops
             y = physics.A(x) + (y - x)
-        x, y = x[rank * local : (rank + 1) * local], y[rank * local : (rank + 1) * local]
+        x, y = rank_slice(x), rank_slice(y)
 
         def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
