@@ -14,7 +14,10 @@ weights (noise factor :math:`c(\\sigma)` and convex-part factor :math:`m(\\sigma
 with ``--models wcrr --save-tuned``; none in the file: both 1). The test images are
 then denoised with the exact prox solved to the relative tolerance ``--tol``. Noise is
 seeded per image. The published BSD68 means (Goujon et al.) are printed for reference
-only: BSD68 is a different test set (481x321 images).
+only: BSD68 is a different test set (481x321 images). ``--models bm3d`` adds BM3D (the
+``bm3d`` package from PyPI, not a dependency of the package; its published BSD68 means,
+31.07 / 28.57 dB, are from Zhang et al., DnCNN, 2017) as a fixed reference: its figure
+here minus its published one estimates how much harder this test split is than BSD68.
 
     python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 --n 68 \\
         [--models crr wcrr tv] [--crr-weights FILE] [--json out.json]
@@ -46,7 +49,7 @@ from deepinv_pnn.optim.ridge_weakly_convex import WCRR_WEIGHTS
 from deepinv_pnn.pretrained import save_weights, shipped_path
 from deepinv_pnn.training.train_crr import split_train_validation_test
 
-PUBLISHED = {"CRR-NN": (30.55, 28.10), "WCRR-NN": (31.21, 28.68)}
+PUBLISHED = {"CRR-NN": (30.55, 28.10), "WCRR-NN": (31.21, 28.68), "BM3D": (31.07, 28.57)}
 EMBEDDED = ("camera", "coins", "moon", "brick", "text", "clock", "page", "grass")
 TEST_COUNT, VALIDATION_COUNT = 68, 8
 
@@ -119,6 +122,20 @@ def tune_wcrr(prior: WeaklyConvexRidgeRegularizer, crops, sigma: float, evals: i
     return factor, mu_factor, value
 
 
+def bm3d_denoiser():
+    """BM3D (``pip install bm3d``) at the true noise level, as ``denoise(y, sigma)``."""
+    try:
+        import bm3d
+    except ImportError:  # optional reference peer
+        raise SystemExit("--models bm3d needs the bm3d package: pip install bm3d") from None
+
+    def denoise(y: torch.Tensor, sigma: float) -> torch.Tensor:
+        out = bm3d.bm3d(y[0, 0].double().numpy(), sigma_psd=sigma)
+        return torch.from_numpy(out).to(y.dtype).view_as(y)
+
+    return denoise
+
+
 def tune_tv(crops, sigma: float) -> float:
     noisy = noisy_copies(crops, sigma, offset=10_000)
     (scale,), _ = tune_coarse_to_fine(
@@ -133,7 +150,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n", type=int, default=68, help="test images used (of the 68)")
     parser.add_argument("--tol", type=float, default=1e-5, help="relative tolerance of the test prox")
-    parser.add_argument("--models", nargs="+", default=["crr", "wcrr", "tv"], choices=["crr", "wcrr", "tv"])
+    parser.add_argument("--models", nargs="+", default=["crr", "wcrr", "tv"], choices=["crr", "wcrr", "tv", "bm3d"])
     parser.add_argument("--crr-weights", default=None, help="CRR-NN weights file (default: the shipped ones)")
     parser.add_argument("--wcrr-weights", default=None, help="WCRR-NN weights file (default: the shipped ones)")
     parser.add_argument("--val-crops", type=int, default=4, help="validation crops used for tuning")
@@ -217,6 +234,8 @@ def main(argv=None) -> None:
             scale = tune_tv(crops, sigma) if crops else 1.0
             results["tuned"][f"TV sigma{level}"] = scale
             denoisers["TV"] = TVDenoiser(scale=scale)
+        if "bm3d" in args.models:
+            denoisers["BM3D"] = bm3d_denoiser()
         for name, prior in models.items():
             if name == "CRR-NN" and not args.no_retune:
                 start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""WCRR-NN: the splines are trainable from their initialisation (the cause of the early quality gap)."""
+"""WCRR-NN: the splines are trainable from their initialisation (the cause of the early quality gap); the shipped weights beat the shipped CRR-NN and TV."""
 
 import pytest
 import torch
@@ -110,3 +110,29 @@ def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser():
         with torch.no_grad():
             param.add_(eps * d)
         assert float((param.grad * d).sum()) == pytest.approx((plus - minus) / (2 * eps), rel=1e-4)
+
+
+@pytest.mark.parametrize("level", [15, 25])
+def test_shipped_wcrr_beats_the_shipped_crr_and_the_best_tv_on_embedded_images(level):
+    """Regression guard of the shipped weights (4 embedded 64x64 images, exact prox to 1e-5).
+    Measured when shipped (session 12): WCRR-NN 31.32 / 28.28 dB at 15 / 25, CRR-NN 30.93 /
+    28.12, TV with its best scale of the grid 30.72 / 27.91; the WCRR-NN shipped before
+    failed at 25 (28.11)."""
+    from deepinv_pnn.baselines import TVDenoiser
+    from deepinv_pnn.data import load_image
+    from deepinv_pnn.models import RidgeDenoiser
+    from deepinv_pnn.optim import ConvexRidgeRegularizer
+
+    x = torch.cat([load_image(name, size=64) for name in ("camera", "coins", "moon", "brick")]).double()
+    sigma = level / 255
+    y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(level), dtype=torch.float64)
+
+    def mean_psnr(out):
+        return float((10 * torch.log10(1 / (out - x).pow(2).mean(dim=(1, 2, 3)))).mean())
+
+    with torch.no_grad():
+        wcrr = mean_psnr(RidgeDenoiser(WeaklyConvexRidgeRegularizer(pretrained=True).double(), tol=1e-5)(y, sigma))
+        crr = mean_psnr(RidgeDenoiser(ConvexRidgeRegularizer(pretrained=True).double(), tol=1e-5)(y, sigma))
+        tv = max(mean_psnr(TVDenoiser(scale=s)(y, sigma)) for s in (0.25, 0.5, 0.7, 1.0, 1.4, 2.0))
+    assert wcrr > crr + 0.1, (wcrr, crr)
+    assert wcrr > tv + 0.3, (wcrr, tv)
