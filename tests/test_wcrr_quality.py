@@ -119,9 +119,9 @@ def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser():
 @pytest.mark.parametrize("level", [15, 25])
 def test_shipped_wcrr_beats_the_shipped_crr_and_the_best_tv_on_embedded_images(level):
     """Regression guard of the shipped weights (4 embedded 64x64 images, exact prox to 1e-5).
-    Measured when shipped (session 12): WCRR-NN 31.32 / 28.28 dB at 15 / 25, CRR-NN 30.93 /
-    28.12, TV with its best scale of the grid 30.72 / 27.91; the WCRR-NN shipped before
-    failed at 25 (28.11)."""
+    Measured when shipped (session 13): WCRR-NN 31.27 / 28.31 dB at 15 / 25 (stage 4 of
+    session 12: 31.32 / 28.28), CRR-NN 30.93 / 28.12, TV with its best scale of the grid
+    30.72 / 27.91; the stage-3 WCRR-NN failed at 25 (28.11)."""
     x = torch.cat([load_image(name, size=64) for name in ("camera", "coins", "moon", "brick")]).double()
     sigma = level / 255
     y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(level), dtype=torch.float64)
