@@ -15,12 +15,7 @@ set -u
 FINAL=${OUT:?set OUT}
 DEVICE=${DEVICE:-cuda}; TRAIN=${TRAIN_MIN:-4.5}; JOBT=${JOB_SECONDS:-470}; PY=${PY:-python3}
 W=${W:-/tmp/w}
-if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && ! $PY -c "import deepinv" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
+source .dev/gpu/python_env.sh
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$W"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null

@@ -22,12 +22,7 @@
 set -u
 : "${OUT:?set OUT}"
 DEVICE=${DEVICE:-cuda}; TRAIN=${TRAIN_MIN:-7}; PY=${PY:-python3}; BATCH=${BATCH:-128}
-if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && ! $PY -c "import deepinv" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
+source .dev/gpu/python_env.sh
 export OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 $PY -c "import torch, deepinv, deepinv_pnn; print('torch', torch.__version__, 'deepinv', deepinv.__version__, 'cuda', torch.cuda.is_available())" || exit 1
