@@ -30,7 +30,7 @@ $PY -c "import torch, deepinv, deepinv_pnn; print('torch', torch.__version__, 'd
 COMMON=(-m deepinv_pnn.training.train_wcrr --data-dir .dev/data/bsd400 --device "$DEVICE"
         --minutes "$TRAIN" --train-fraction 0.92 --batch "$BATCH" --holdout 8 --val-images 8 --val-tol 1e-4
         --init deepinv_pnn/weights/wcrr_bsd400.safetensors)
-PIDS=()
+PIDS=(); NAMES=()
 job() {
   local name=$1; shift
   mkdir -p "$OUT/$name"
@@ -38,16 +38,16 @@ job() {
       > "/tmp/$name.log" 2>&1
     echo "exit $?" >> "/tmp/$name.log"
     cp /tmp/$name.safetensors* "$OUT/$name/" 2>/dev/null; cp "/tmp/$name.log" "$OUT/$name/" ) &
-  PIDS+=($!)
+  PIDS+=($!); NAMES+=("$name")
   echo "started $name: $*"
 }
 job a_lr5e-3 --seed 31 --lr 5e-3 --lr-spline 2e-3
 job b_lr2e-3 --seed 32 --lr 2e-3 --lr-spline 1e-3
 # the last lines of each running job's log (a finished job's whole log is already there)
-( while sleep 60; do for n in a_lr5e-3 b_lr2e-3; do
+( while sleep 60; do for n in "${NAMES[@]}"; do
     grep -q '^exit ' "/tmp/$n.log" 2>/dev/null || tr '\r' '\n' < "/tmp/$n.log" | tail -n 20 > "$OUT/$n/$n.log"
   done; done ) &
 LOOP=$!
 wait "${PIDS[@]}"
 kill $LOOP 2>/dev/null
-for n in a_lr5e-3 b_lr2e-3; do echo "== $n"; tr '\r' '\n' < "/tmp/$n.log" | tail -n 4; done
+for n in "${NAMES[@]}"; do echo "== $n"; tr '\r' '\n' < "/tmp/$n.log" | tail -n 4; done
