@@ -79,7 +79,8 @@ def test_resampled_init_on_the_same_grid_keeps_the_model(tmp_path):
         assert torch.allclose(slopes[31:39], torch.ones(8), atol=1e-5)
 
 
-def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser():
+@pytest.mark.parametrize("loss_name", ["mse", "l1"])
+def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser(loss_name):
     from deepinv_pnn.optim.ridge import accelerated_gradient
     from deepinv_pnn.training.train_wcrr import implicit_loss
 
@@ -97,9 +98,10 @@ def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser():
         lip = 1 + float(prior.activation_lipschitz(sigma).detach().max())
         with torch.no_grad():
             out, _ = accelerated_gradient(lambda z: z - y + prior._grad(z, sigma), y, lip, max_iter=20000, tol=1e-13)
-        return float((out - x).pow(2).mean())
+        diff = out - x
+        return float(diff.pow(2).mean() if loss_name == "mse" else diff.abs().mean())
 
-    loss = implicit_loss(prior, y, x, sigma, tol=1e-12, max_iter=20000, cg_iter=500, cg_tol=1e-10)
+    loss = implicit_loss(prior, y, x, sigma, tol=1e-12, max_iter=20000, cg_iter=500, cg_tol=1e-10, loss=loss_name)
     assert float(loss) == pytest.approx(exact_loss(), rel=1e-8)
     loss.backward()
     for param in (prior.conv.weights[1], prior.phi_minus.coefficients, prior.scaling.coefficients):
@@ -114,6 +116,15 @@ def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser():
         with torch.no_grad():
             param.add_(eps * d)
         assert float((param.grad * d).sum()) == pytest.approx((plus - minus) / (2 * eps), rel=1e-4)
+
+
+def test_implicit_loss_rejects_an_unknown_loss():
+    from deepinv_pnn.training.train_wcrr import implicit_loss
+
+    prior = WeaklyConvexRidgeRegularizer(channels=(1, 4), kernel_size=3, num_knots=11, x_range=2.0)
+    x = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="loss must be 'mse' or 'l1'"):
+        implicit_loss(prior, x, x, torch.tensor([0.1]), loss="huber")
 
 
 @pytest.mark.parametrize("level", [15, 25])

@@ -113,8 +113,9 @@ def implicit_loss(
     max_iter: int = 200,
     cg_iter: int = 50,
     cg_tol: float = 1e-3,
+    loss: str = "mse",
 ) -> torch.Tensor:
-    r"""MSE of the exact denoiser :math:`x^* = \operatorname{prox}_{R_\sigma}(y)` with its
+    r"""MSE (or mean absolute error) of the exact denoiser :math:`x^* = \operatorname{prox}_{R_\sigma}(y)` with its
     implicit gradient.
 
     :math:`x^* - y + \nabla R_\theta(x^*) = 0` gives
@@ -127,14 +128,22 @@ def implicit_loss(
     :param torch.Tensor y: noisy images; ``x``: clean images; ``sigma``: noise levels ``[B]``.
     :param float tol: tolerance of the inner solve; ``max_iter`` its iteration cap.
     :param int cg_iter: conjugate-gradient iterations; ``cg_tol``: their relative residual.
+    :param str loss: ``"mse"`` (mean squared error) or ``"l1"`` (mean absolute error, the
+        reference implementation's training loss; it weighs the crops of low noise more, since
+        its gradient :math:`\operatorname{sign}(x^* - x)` does not grow with the error).
     """
+    if loss not in ("mse", "l1"):
+        raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
     lip = 1.0 + float(prior.activation_lipschitz(sigma).detach().max())
     with torch.no_grad():
         x_star, _ = accelerated_gradient(
             lambda z: z - y + prior._grad(z, sigma), y, lip, max_iter=max_iter, tol=tol
         )
     diff = x_star - x
-    loss = diff.pow(2).mean()
+    if loss == "mse":
+        value, dloss = diff.pow(2).mean(), (2.0 / diff.numel()) * diff
+    else:
+        value, dloss = diff.abs().mean(), diff.sign() / diff.numel()
     z = x_star.clone().requires_grad_()
     with torch.enable_grad():
         grad_z = prior._grad(z, sigma)
@@ -144,10 +153,10 @@ def implicit_loss(
         return v + hv.detach()
 
     # the whole batch is one vector (parallel_dim=None); eps tiny: b is O(1e-6) per entry
-    u = conjugate_gradient(matvec, (2.0 / diff.numel()) * diff, max_iter=cg_iter, tol=cg_tol, eps=1e-30,
+    u = conjugate_gradient(matvec, dloss, max_iter=cg_iter, tol=cg_tol, eps=1e-30,
                            parallel_dim=None)
     surrogate = -(prior._grad(x_star, sigma) * u).sum()
-    return surrogate + (loss - surrogate).detach()
+    return surrogate + (value - surrogate).detach()
 
 
 def main(argv=None) -> None:
@@ -163,6 +172,8 @@ def main(argv=None) -> None:
                        help="implicit differentiation (conjugate gradient) or Jacobian-free")
     extra.add_argument("--cg-iter", type=int, default=50)
     extra.add_argument("--cg-tol", type=float, default=1e-3)
+    extra.add_argument("--loss", choices=["mse", "l1"], default="mse",
+                       help="training loss of the denoiser output (l1: the reference implementation's)")
     extra.add_argument("--num-knots", type=int, default=None, help="knots of phi_+- (default: the model's)")
     extra.add_argument("--x-range", type=float, default=None, help="range of phi_+- (default: the model's)")
     extra.add_argument("--init-resample", default=None,
@@ -194,10 +205,11 @@ def main(argv=None) -> None:
         y = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g).to(x.device)
         tv2 = prior.phi_plus.tv2() + prior.phi_minus.tv2()
         if args.backward == "implicit":
-            loss = implicit_loss(prior, y, x, sigma, args.inner_tol, args.inner_iter, args.cg_iter, args.cg_tol)
+            loss = implicit_loss(prior, y, x, sigma, args.inner_tol, args.inner_iter, args.cg_iter, args.cg_tol,
+                                 args.loss)
         else:
             out = jfb_denoiser(prior, y, sigma, args.jfb_steps, args.inner_tol, args.inner_iter)
-            loss = (out - x).pow(2).mean()
+            loss = (out - x).pow(2).mean() if args.loss == "mse" else (out - x).abs().mean()
         return loss + args.tv2 * tv2
 
     def validate(prior, val_images, start):
@@ -211,7 +223,7 @@ def main(argv=None) -> None:
         return out
 
     metrics = train(args, prior, loss_fn, "wcrr", validate)
-    metrics.update({"sigma_range": [args.sigma_min, args.sigma_max], "method": args.backward,
+    metrics.update({"sigma_range": [args.sigma_min, args.sigma_max], "method": args.backward, "loss": args.loss,
                     "jfb_steps": args.jfb_steps})
     finish(args, prior, metrics, "python -m deepinv_pnn.training.train_wcrr " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)))
