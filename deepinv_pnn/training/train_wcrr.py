@@ -4,7 +4,9 @@ Method: for noisy crops :math:`y = x + \sigma n` with :math:`\sigma` drawn unifo
 crop in ``[--sigma-min, --sigma-max]`` (/255), the exact denoiser
 :math:`x^* = \operatorname{argmin}_z \tfrac12\|z - y\|^2 + R_\sigma(z)` (a convex problem,
 since :math:`R_\sigma` is 1-weakly convex) is computed without a graph by accelerated
-gradient with restart to a tolerance, and the loss :math:`\|x^* - x_{\mathrm{clean}}\|^2` is
+gradient with restart to a tolerance, and the loss, :math:`\|x^* - x_{\mathrm{clean}}\|^2`
+(``--loss mse``, default) or :math:`\|x^* - x_{\mathrm{clean}}\|_1` (``--loss l1``, the
+reference implementation's loss, which weighs the crops of low noise more), is
 differentiated through it:
 
 - ``--backward implicit`` (default, as in the paper's deep-equilibrium training):
