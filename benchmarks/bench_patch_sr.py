@@ -196,13 +196,19 @@ def main(argv=None) -> dict:
             nets["wppnet"](y, physics)  # warm-up
             x_net, times["wppnet"] = timed(lambda: nets["wppnet"](y, physics), device)
         rows["wppnet"] = psnr(x_net.cpu(), val.cpu())
+        extra["wppnet_data_residual_rms"] = round(float((physics.A(x_net) - y).pow(2).mean().sqrt()), 4)  # noise: 0.01
         report("wppnet")
     if "wppflow" in nets:
         g = torch.Generator(device=device).manual_seed(0)
         (mean, std), times["wppflow_16_samples"] = timed(lambda: nets["wppflow"].mean_std(y, physics, n=16, generator=g), device)
         rows["wppflow_mean"] = psnr(mean.cpu(), val.cpu())
         report("wppflow_mean")
-        extra["wppflow_corr_std_abs_error"] = correlation(std.cpu(), (mean.clamp(0, 1) - val).abs().cpu())
+        err = (mean.clamp(0, 1) - val).abs().cpu()
+        extra["wppflow_corr_std_abs_error"] = correlation(std.cpu(), err)
+        # the same on b x b block means: a pixel-wise correlation is dominated by the samples' grain
+        pool = torch.nn.functional.avg_pool2d
+        extra["wppflow_corr_std_abs_error_blocks"] = {
+            b: round(correlation(pool(std.cpu(), b), pool(err, b)), 3) for b in (4, 8, 16, 32)}
     def wpp(lam, image, denoise=0.0):
         prior = WassersteinPatchPrior(ref.cpu(), n_reference_patches=n_ref, psi_iters=args.wpp_psi_iters, n_scales=2,
                                       n_patches=density(args.wpp_patches, image), resample=True,
