@@ -80,3 +80,14 @@ def test_collapsed_operator_is_an_exact_adjoint_pair_equal_in_the_interior(conv)
     r = 2 * conv.radius
     assert torch.allclose(fast[..., r:-r, r:-r], chain[..., r:-r, r:-r], atol=1e-10)
     assert abs(float((conv(x) * y).sum() - (x * conv.adjoint(y)).sum())) < 1e-8
+
+
+@pytest.mark.parametrize("collapse", [False, True])
+def test_frozen_operators_match_forward_and_adjoint(conv, collapse):
+    conv.collapse = collapse
+    x = torch.randn(2, 1, 30, 30, dtype=torch.float64)
+    y = torch.randn(2, 32, 30, 30, dtype=torch.float64)
+    forward, adjoint = conv.frozen(torch.float64)
+    assert torch.allclose(forward(x), conv(x), atol=1e-12)
+    assert torch.allclose(adjoint(y), conv.adjoint(y), atol=1e-12)
+    assert not forward(x).requires_grad and not adjoint(y).requires_grad

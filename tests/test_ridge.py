@@ -281,3 +281,24 @@ def test_wcrr_loads_weights_saved_without_a_calibration_table():
     assert not prior.tuned()
     x = _natural_images(size=16, count=1)
     assert torch.allclose(prior.fn(x, 0.1), _randomised(WeaklyConvexRidgeRegularizer).fn(x, 0.1))
+
+
+@pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
+def test_grad_operator_equals_grad(cls):
+    """The prepared gradient map (used by the prox, the solver and the training) is grad itself:
+    per-sample and scalar noise levels, the calibration table, colour images, a mask."""
+    for prior in _models(cls):
+        x = _natural_images() + 0.05 * torch.randn(4, 1, 24, 24, dtype=torch.float64)
+        for sigma in (torch.tensor([0.02, 0.05, 0.1, 0.2], dtype=torch.float64), 0.1, None):
+            args = () if sigma is None else (sigma,)
+            grad = prior.grad_operator(x, *args)
+            assert torch.allclose(grad(x), prior.grad(x, *args), rtol=0, atol=1e-12)
+        colour = x.view(2, 2, 24, 24)
+        assert torch.allclose(prior.grad_operator(colour, 0.1)(colour), prior.grad(colour, 0.1), atol=1e-12)
+        prior.set_mask(torch.rand(4, 1, 24, 24, dtype=torch.float64))
+        assert torch.allclose(prior.grad_operator(x, 0.1)(x), prior.grad(x, 0.1), atol=1e-12)
+        prior.set_mask(None)
+        with pytest.raises(ValueError, match="shape"):
+            prior.grad_operator(x, 0.1)(x[:2])
+        with pytest.raises(ValueError):
+            prior.grad_operator(x, -0.1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deepinv_pnn.nn.splines import LinearSpline, spline_value, spline_value_gather
+from deepinv_pnn.nn.splines import LinearSpline, frozen_spline, spline_value, spline_value_gather
 
 
 def _random_spline(seed=0, **kwargs) -> LinearSpline:
@@ -105,3 +105,23 @@ def test_projection_passes_the_gradient_on_the_slope_bounds():
     spline = LinearSpline(2, 21, 2.0, init="soft-clip", slope_min=0.0, slope_max=1.0)
     spline(torch.linspace(-3, 3, 50).view(1, 1, 50).expand(1, 2, 50).contiguous()).square().sum().backward()
     assert float(spline.coefficients.grad.abs().sum()) > 0
+
+
+def test_frozen_spline_matches_the_spline_with_factors_per_channel_and_per_sample():
+    spline = _random_spline()
+    c = spline.projected_coefficients().detach()
+    x = torch.randn(3, 6, 5, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 1.5
+    a = torch.rand(3, 6, 1, 1, dtype=torch.float64) + 0.5
+    b = torch.rand(3, 6, 1, 1, dtype=torch.float64) + 0.5
+    channels = torch.arange(6).view(1, 6, 1, 1)
+    frozen = frozen_spline(c, -1.0, spline.h, group=channels, pre=a, post=b)
+    assert torch.allclose(frozen(x), b * spline_value(a * x, c, -1.0, spline.h), atol=1e-12)
+    # one table row per sample (the inputs beyond [-1, 1] use the linear extension)
+    rows = torch.randn(3, 11, dtype=torch.float64)
+    per_sample = frozen_spline(rows, -1.0, spline.h, group=torch.arange(3).view(3, 1, 1, 1))(x)
+    for n in range(3):
+        expected = spline_value(x[n : n + 1], rows[n : n + 1].expand(6, -1), -1.0, spline.h)
+        assert torch.allclose(per_sample[n : n + 1], expected, atol=1e-12)
+    assert not frozen(x.requires_grad_()).requires_grad  # a constant map: no autograd
+    with pytest.raises(ValueError, match="group"):
+        frozen_spline(rows, -1.0, spline.h)

@@ -181,6 +181,37 @@ class MultiConv2d(nn.Module):
 
     transpose = adjoint
 
+    @torch.no_grad()
+    def frozen(self, dtype: torch.dtype | None = None):
+        r"""``(forward, adjoint)``: :math:`W` and :math:`W^\top` with the normalised kernels
+        computed once, for iterative solvers that apply them many times without autograd.
+
+        The kernels are detached constants (no gradient reaches the weights) and the
+        normalisation is folded into the first kernel; in ``collapse`` mode both apply the
+        composite kernel. Values match :meth:`forward` and :meth:`adjoint` to rounding.
+
+        :param torch.dtype dtype: the dtype of the inputs (default: the weights').
+        """
+        dtype = dtype or self.weights[0].dtype
+        if self.collapse:
+            kernel, r = self._collapsed_kernel(dtype), self.radius
+            return (lambda x: F.conv2d(x, kernel, padding=r)), (lambda y: F.conv_transpose2d(y, kernel, padding=r))
+        kernels = [k.detach().to(dtype) for k in self.kernels()]
+        kernels[0] = (kernels[0] * self.scale().detach().to(dtype)).contiguous()
+        pad = self.padding
+
+        def forward(x):
+            for k in kernels:
+                x = F.conv2d(x, k, padding=pad)
+            return x
+
+        def adjoint(y):
+            for k in reversed(kernels):
+                y = F.conv_transpose2d(y, k, padding=pad)
+            return y
+
+        return forward, adjoint
+
     def impulse_response(self) -> torch.Tensor:
         """The composite kernel :math:`h` ``[C_out, C_in, 2r+1, 2r+1]`` of the (normalised)
         chain: :math:`Wx = h * x` (a true convolution, i.e. ``conv2d`` with ``h`` flipped)."""

@@ -114,6 +114,63 @@ def spline_potential(x: torch.Tensor, coeffs: torch.Tensor, x_min: float, h: flo
     return torch.take(cum, flat) + h * frac * (left + 0.5 * frac * delta)
 
 
+@torch.no_grad()
+def frozen_spline(
+    coeffs: torch.Tensor,
+    x_min: float,
+    h: float,
+    group: torch.Tensor | None = None,
+    pre: torch.Tensor | float = 1.0,
+    post: torch.Tensor | float | None = None,
+):
+    r"""The map :math:`z \mapsto b\,\varphi_g(a z)` for a fixed coefficient table, without autograd.
+
+    For iterative solvers that evaluate the same splines many times: the table, its segment
+    differences and the affine map to knot units are prepared once, and each call is about
+    ten element-wise passes (one ``floor``, two ``take``), written in place.
+
+    :param torch.Tensor coeffs: values at the knots ``[G, K]`` (in the dtype of the inputs).
+    :param float x_min: first knot.
+    :param float h: knot spacing.
+    :param torch.Tensor group: which row of ``coeffs`` each input entry uses, an integer-valued
+        tensor broadcastable to the input (e.g. the channel index ``[1, C, 1, 1]`` or the sample
+        index ``[N, 1, 1, 1]``); ``None`` when ``G = 1``.
+    :param pre: the factor :math:`a` (a number or a tensor broadcastable to the input).
+    :param post: the factor :math:`b` (``None``: 1).
+    :return: a function of ``z`` with the shape of ``z``.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_pnn.nn.splines import frozen_spline
+    >>> phi = frozen_spline(torch.tensor([[-1.0, 0.0, 1.0]]), x_min=-1.0, h=1.0, pre=2.0)
+    >>> phi(torch.tensor([0.25, 3.0])).tolist()  # phi(u) = u, extended linearly
+    [0.5, 6.0]
+    """
+    coeffs = coeffs.detach()
+    num_groups, num_knots = coeffs.shape
+    if group is None and num_groups != 1:
+        raise ValueError(f"a table of {num_groups} rows needs a group index")
+    table = coeffs.reshape(-1).contiguous()
+    delta = torch.cat([coeffs[:, 1:] - coeffs[:, :-1], torch.zeros_like(coeffs[:, :1])], 1).reshape(-1)
+    scale = pre / h
+    shift = -x_min / h
+    offset = None if group is None else (group * num_knots).to(coeffs.dtype)
+
+    def evaluate(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            u = (z * scale).add_(shift)  # knot units
+            idx = torch.floor(u).clamp_(0, num_knots - 2)
+            frac = u.sub_(idx)  # unclamped: linear extension beyond the end knots
+            if offset is not None:
+                idx = idx.add_(offset)
+            flat = idx.long()
+            out = torch.take(delta, flat).mul_(frac).add_(torch.take(table, flat))
+            return out if post is None else out.mul_(post)
+
+    return evaluate
+
+
 def clamp_closed(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
     """``clamp`` whose gradient is the identity on the closed interval ``[lo, hi]``.
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from deepinv_pnn.nn.multiconv import MultiConv2d
-from deepinv_pnn.nn.splines import LinearSpline
+from deepinv_pnn.nn.splines import LinearSpline, frozen_spline
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.pretrained import load_pretrained
 
@@ -151,6 +151,14 @@ class ConvexRidgeRegularizer(RidgeRegularizer):
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         lmbda, mu = self.parameters_for(sigma)
         return lmbda.to(z.dtype) * self.spline(mu.to(z.dtype) * z)
+
+    @torch.no_grad()
+    def _activation_operator(self, sigma: torch.Tensor | None, like: torch.Tensor):
+        lmbda, mu = self.parameters_for(sigma)
+        spline = self.spline
+        group = torch.arange(spline.num_activations, device=like.device).view(1, -1, 1, 1)
+        return frozen_spline(spline.projected_coefficients().to(like.dtype), -spline.x_range, spline.h,
+                             group=group, pre=mu.detach().to(like.dtype), post=lmbda.detach().to(like.dtype))
 
     def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         lmbda, mu = self.parameters_for(sigma)

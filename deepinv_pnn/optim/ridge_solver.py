@@ -133,10 +133,13 @@ class RidgeSolver(dinv.models.Reconstructor):
         step = 1.0 / lip
         monotone = self.prior.weak_convexity > 0 and self.lambda_reg > 0
 
+        # the regulariser's gradient with its constants prepared once (sigma is fixed)
+        grad_r = self.prior.grad_operator(x, sigma) if self.lambda_reg > 0 else None
+
         def grad(z):
             g = physics.A_adjoint(physics.A(z) - y)
-            if self.lambda_reg > 0:
-                g = g + self.lambda_reg * self.prior.grad(z, sigma)
+            if grad_r is not None:
+                g = g.add_(grad_r(z), alpha=self.lambda_reg)
             return g
 
         dims = tuple(range(1, x.dim()))

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from deepinv_pnn.nn.multiconv import MultiConv2d
-from deepinv_pnn.nn.splines import LinearSpline
+from deepinv_pnn.nn.splines import LinearSpline, frozen_spline
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, interpolate_table, table_on_grid
 from deepinv_pnn.pretrained import load_pretrained
@@ -192,6 +192,19 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         s, mu = self._calibrated(sigma, z)
         return self._profile(s * z, potential=False, mu=mu) / s
+
+    @torch.no_grad()
+    def _activation_operator(self, sigma: torch.Tensor | None, like: torch.Tensor):
+        # phi(z) = (m mu phi_+ - phi_-)(s z) / s: phi_+ and phi_- share their knots, so the profile
+        # is one spline whose table is m mu c_+ - c_- (one row per sample when m mu varies)
+        s, mu = self._calibrated(sigma, like)
+        plus, minus = self.phi_plus, self.phi_minus
+        if (plus.num_knots, plus.x_range) != (minus.num_knots, minus.x_range):
+            return super()._activation_operator(sigma, like)
+        table = mu.reshape(-1, 1) * plus.projected_coefficients().to(like.dtype) \
+            - minus.projected_coefficients().to(like.dtype)
+        group = None if table.shape[0] == 1 else torch.arange(table.shape[0], device=like.device).view(-1, 1, 1, 1)
+        return frozen_spline(table, -plus.x_range, plus.h, group=group, pre=s, post=1.0 / s)
 
     def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         s, mu = self._calibrated(sigma, z)

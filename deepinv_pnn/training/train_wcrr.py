@@ -138,8 +138,9 @@ def implicit_loss(
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
     lip = 1.0 + float(prior.activation_lipschitz(sigma).detach().max())
     with torch.no_grad():
+        grad_r = prior._grad_operator(sigma, y)  # the parameters are constant during the solve
         x_star, _ = accelerated_gradient(
-            lambda z: z - y + prior._grad(z, sigma), y, lip, max_iter=max_iter, tol=tol
+            lambda z: grad_r(z).add_(z).sub_(y), y, lip, max_iter=max_iter, tol=tol
         )
     diff = x_star - x
     if loss == "mse":
