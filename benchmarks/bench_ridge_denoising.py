@@ -43,7 +43,7 @@ from deepinv_pnn.baselines import TVDenoiser
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models import RidgeDenoiser
 from deepinv_pnn.optim import ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer
-from deepinv_pnn.optim.ridge_convex import CRR_WEIGHTS
+from deepinv_pnn.optim.ridge_convex import CRR_WEIGHTS, SIGMA_GRID
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
 from deepinv_pnn.optim.ridge_weakly_convex import WCRR_WEIGHTS
 from deepinv_pnn.pretrained import save_weights, shipped_path
@@ -165,8 +165,9 @@ def main(argv=None) -> None:
     parser.add_argument("--tune-sigmas", type=float, nargs="+", default=[5, 15, 25, 50])
     parser.add_argument("--tune-from-stored", action="store_true",
                         help="WCRR-NN --save-tuned: start each level from the stored table's pair (step 1.2) "
-                             "instead of from (1, 1) and the previous level's pair (step 1.4); for weights "
-                             "trained with the table in place")
+                             "instead of from (1, 1) and the previous level's pair (step 1.4), and keep the "
+                             "stored pairs at the grid levels not in --tune-sigmas; for weights trained "
+                             "with the table in place")
     parser.add_argument("--levels", type=int, nargs="+", default=[15, 25], help="test noise levels (/255)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -202,7 +203,7 @@ def main(argv=None) -> None:
         if name == "WCRR-NN" and args.tune_from_stored:
             if not prior.tuned():
                 raise SystemExit("--tune-from-stored needs weights with a calibration table")
-            for level in args.tune_sigmas:
+            for level in sorted({*args.tune_sigmas, *SIGMA_GRID}):
                 c, m = prior.calibration(torch.tensor([level / 255]))
                 stored[level] = (float(c), float(m))
         for level in args.tune_sigmas:
@@ -215,8 +216,9 @@ def main(argv=None) -> None:
                 tuned[level] = tune(prior, crops, level / 255, args.tune_evals, starts=[(1.0, 1.0), *previous])
             print(f"{name} sigma {level:g}: {labels[0]} {tuned[level][0]:.4g} {labels[1]} {tuned[level][1]:.4g} "
                   f"validation {tuned[level][2]:.2f} dB", flush=True)
-        levels = sorted(tuned)
-        prior.set_table([s / 255 for s in levels], [tuned[s][0] for s in levels], [tuned[s][1] for s in levels])
+        pairs = {**stored, **{level: value[:2] for level, value in tuned.items()}}  # stored: --tune-from-stored
+        levels = sorted(pairs)
+        prior.set_table([s / 255 for s in levels], [pairs[s][0] for s in levels], [pairs[s][1] for s in levels])
         # the source file's metadata (its training command) is kept; the tuning command is added
         source = (args.crr_weights or shipped_path(CRR_WEIGHTS)) if name == "CRR-NN" else (
             args.wcrr_weights or shipped_path(WCRR_WEIGHTS))
