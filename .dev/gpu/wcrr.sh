@@ -23,7 +23,7 @@
 #     --tune-sigmas 5 10 15 20 25 30 40 50 --threads 1 --save-tuned <job>_tuned.safetensors
 #   then the 68-image evaluation (--n 68 --no-retune --levels 15, and 25) against the shipped file.
 # Env: OUT (required), DEVICE (default cuda), TRAIN_MIN (default 7), PY (default python3),
-#      BATCH (default 128), JOBSET (s15 default, or s14).
+#      BATCH (default 128), JOBSET (s16 default: one job alone, then tf32_check; or s15, s14).
 set -u
 : "${OUT:?set OUT}"
 DEVICE=${DEVICE:-cuda}; TRAIN=${TRAIN_MIN:-7}; PY=${PY:-python3}; BATCH=${BATCH:-128}
@@ -50,13 +50,18 @@ job() {
   PIDS+=($!); NAMES+=("$name")
   echo "started $name: $*"
 }
-if [ "${JOBSET:-s15}" = s14 ]; then  # session 14's pair (run in session 15: both lost 0.1-0.2 dB in 7 min)
+if [ "${JOBSET:-s16}" = s14 ]; then  # session 14's pair (run in session 15: both lost 0.1-0.2 dB in 7 min)
   job a_mse --seed 31 --lr 5e-3 --lr-spline 2e-3
   job b_l1 --seed 32 --lr 5e-3 --lr-spline 2e-3 --loss l1
-else  # session 15: a 5x smaller learning rate, with and without TF32, and the TF32 check of the prox
+elif [ "${JOBSET:-s16}" = s15 ]; then  # session 15: a 5x smaller learning rate, with and without TF32
   job c_l1_fp32 --seed 33 --lr 1e-3 --lr-spline 5e-4 --loss l1
   job d_l1_tf32 --seed 33 --lr 1e-3 --lr-spline 5e-4 --loss l1
   if [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1 & PIDS+=($!); fi
+else  # next (default): one job alone, to time the steps/s with grad_operator (2/s per job in session 15, two
+  # jobs, before it), then the TF32 check of the prox; >= 10 steps/s makes a from-scratch run fit one call
+  job e_l1_alone --seed 34 --lr 1e-3 --lr-spline 5e-4 --loss l1
+  wait "${PIDS[@]}"
+  if [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1; fi
 fi
 # the last lines of each running job's log (a finished job's whole log is already there)
 ( while sleep 60; do for n in "${NAMES[@]}"; do
