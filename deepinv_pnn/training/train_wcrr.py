@@ -78,6 +78,17 @@ def resampled_init(
     return new
 
 
+@torch.no_grad()
+def inner_solve(prior: WeaklyConvexRidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, tol: float,
+                max_iter: int) -> torch.Tensor:
+    r"""The graph-free denoiser :math:`\operatorname{argmin}_z \tfrac12\|z - y\|^2 + R_\sigma(z)`
+    (accelerated gradient with restart, tolerance relative to the iterate), with the gradient
+    map prepared once: the parameters are constant during the solve."""
+    lip = 1.0 + float(prior.activation_lipschitz(sigma).detach().max())
+    grad_r = prior._grad_operator(sigma, y)
+    return accelerated_gradient(lambda z: grad_r(z).add_(z).sub_(y), y, lip, max_iter=max_iter, tol=tol)[0]
+
+
 def jfb_denoiser(
     prior: WeaklyConvexRidgeRegularizer,
     y: torch.Tensor,
@@ -95,11 +106,7 @@ def jfb_denoiser(
     :param float tol: tolerance of the graph-free inner solve.
     :param int max_iter: iteration cap of the inner solve.
     """
-    lip = 1.0 + float(prior.activation_lipschitz(sigma).detach().max())
-    with torch.no_grad():
-        x, _ = accelerated_gradient(
-            lambda z: z - y + prior._grad(z, sigma), y, lip, max_iter=max_iter, tol=tol
-        )
+    x = inner_solve(prior, y, sigma, tol, max_iter)
     tau = 1.0 / (1.0 + prior.activation_lipschitz(sigma).reshape(-1).max())
     for _ in range(steps):
         x = x - tau * (x - y + prior._grad(x, sigma))
@@ -136,12 +143,7 @@ def implicit_loss(
     """
     if loss not in ("mse", "l1"):
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
-    lip = 1.0 + float(prior.activation_lipschitz(sigma).detach().max())
-    with torch.no_grad():
-        grad_r = prior._grad_operator(sigma, y)  # the parameters are constant during the solve
-        x_star, _ = accelerated_gradient(
-            lambda z: grad_r(z).add_(z).sub_(y), y, lip, max_iter=max_iter, tol=tol
-        )
+    x_star = inner_solve(prior, y, sigma, tol, max_iter)
     diff = x_star - x
     if loss == "mse":
         value, dloss = diff.pow(2).mean(), (2.0 / diff.numel()) * diff
