@@ -59,9 +59,8 @@ elif [ "${JOBSET:-s16}" = s15 ]; then  # session 15: a 5x smaller learning rate,
   if [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1 & PIDS+=($!); fi
 else  # next (default): one job alone, to time the steps/s with grad_operator (2/s per job in session 15, two
   # jobs, before it), then the TF32 check of the prox; >= 10 steps/s makes a from-scratch run fit one call
+  # (the TF32 check runs after the job, below: alone, so that the job's timing is its own)
   job e_l1_alone --seed 34 --lr 1e-3 --lr-spline 5e-4 --loss l1
-  wait "${PIDS[@]}"
-  if [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1; fi
 fi
 # the last lines of each running job's log (a finished job's whole log is already there)
 ( while sleep 60; do for n in "${NAMES[@]}"; do
@@ -71,4 +70,5 @@ fi
 LOOP=$!
 wait "${PIDS[@]}"
 kill $LOOP 2>/dev/null
+if [ "${JOBSET:-s16}" = s16 ] && [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1; fi
 for n in "${NAMES[@]}"; do echo "== $n"; tr '\r' '\n' < "/tmp/$n.log" | tail -n 4; done

@@ -19,7 +19,9 @@ When `numba <https://numba.pydata.org>`_ is installed (``pip install deepinv-pnn
 element-wise passes around the sort are two compiled loops: one packs the keys, one walks the
 sorted keys once, keeping the running count of particles, writing :math:`2C_k + s_k` back to
 each point's position and accumulating the value, without branches (the particle/target test
-is a 0/1 factor). These loops, NumPy's sort and torch's matrix products release the GIL, so
+is a 0/1 factor). The walk writes into the projections themselves (a packed row's values live
+on in its keys), so the call holds one ``[P, N + M]`` float32 array, not two: less memory, and
+less of it to bring back into the cache when the call follows other memory-heavy work. These loops, NumPy's sort and torch's matrix products release the GIL, so
 the whole call runs on a pool of ``torch.get_num_threads()`` threads, each with one torch
 thread: projection, sort and walk per group of directions, then the back-projection per
 range of points. The call starts no OpenMP region: torch's OpenMP threads keep spinning for
@@ -48,7 +50,7 @@ __all__ = ["sliced_cpu_float32", "supports_cpu_float32", "uses_numba"]
 _INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
 _INDEX_MASK = 2**_INDEX_BITS - 1
 _BLOCK_ELEMENTS = 2**18  # elements of one work block (~5 MB of buffers): cache-friendly
-_KEEP_BYTES = 2**24  # buffers up to 16 MB are kept between calls (per thread; at most ~40 MB in all)
+_KEEP_BYTES = 2**24  # buffers up to 16 MB are kept between calls (per thread; ~20 MB in all with numba)
 _WORKSPACE = threading.local()  # reused buffers: fresh large arrays cost page faults and zeroing
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # persistent workers (their key buffers persist too)
 _POOLS_LOCK = threading.Lock()
@@ -130,13 +132,14 @@ if numba is not None:
         return value
 
 
-def _block_numba(z: np.ndarray, shifted: np.ndarray, n: int, m: int) -> float:
-    # one key buffer per thread, reused across blocks and calls
+def _block_numba(z: np.ndarray, n: int, m: int) -> float:
+    # one key buffer per thread, reused across blocks and calls; once packed, the rows of z
+    # are free: the walk overwrites them with 2 C_k + s_k
     keys = _buffer("keys", z.shape, np.float64, z.nbytes * 2 <= _KEEP_BYTES)
     bits = keys.view(np.int64)
     _pack_keys(z, keys, bits)
     keys.sort(axis=1)
-    return _walk_sorted(bits, shifted, n, m)
+    return _walk_sorted(bits, z, n, m)
 
 
 def _project(x, y, xi_g, z) -> None:
@@ -146,13 +149,14 @@ def _project(x, y, xi_g, z) -> None:
     z[:, n:].addmm_(xi_g.T, y.T, beta=0)
 
 
-def _project_and_walk(x, y, xi_g, z, shifted, rows: int) -> float:
+def _project_and_walk(x, y, xi_g, z, rows: int) -> float:
     """One task of the compiled path: project on a group of directions (rows of ``z``), then
-    pack, sort and walk in blocks of ``rows`` projections that stay in cache."""
+    pack, sort and walk in blocks of ``rows`` projections that stay in cache; ``z`` ends up
+    holding :math:`2C_k + s_k` in place of the projections."""
     n, m = x.shape[0], y.shape[0]
     _project(x, y, xi_g, z)
-    zn, sn = z.numpy(), shifted.numpy()
-    return sum(_block_numba(zn[r : r + rows], sn[r : r + rows], n, m) for r in range(0, zn.shape[0], rows))
+    zn = z.numpy()
+    return sum(_block_numba(zn[r : r + rows], n, m) for r in range(0, zn.shape[0], rows))
 
 
 def _back_project(grad, shifted_cols, xi_c, alpha: float, beta: int) -> None:
@@ -192,8 +196,9 @@ def sliced_cpu_float32(
     :param torch.Tensor xi: directions as columns ``[d, P]``.
     :param bool need_gx: return the gradient with respect to ``x``.
     :param bool need_gy: return the gradient with respect to ``y``.
-    :param float memory_budget: bytes of projections and gradients held at a time
-        (8 bytes per point and projection).
+    :param float memory_budget: bytes of projections held at a time (4 bytes per point and
+        projection with the compiled loops, which write :math:`2C_k + s_k` over the
+        projections; 8 without).
     :param float scale: the factor applied to the value and the gradients (in the
         back-projection, not as a separate pass).
     :return: ``(value, grad_x or None, grad_y or None)``, value a 0-d float32 tensor.
@@ -202,8 +207,8 @@ def sliced_cpu_float32(
     total = n + m
     n_proj = xi.shape[1]
     rows = max(1, min(n_proj, _BLOCK_ELEMENTS // total))
-    outer = max(rows, min(n_proj, int(memory_budget // (8 * total))))
     compiled = uses_numba()
+    outer = max(rows, min(n_proj, int(memory_budget // ((4 if compiled else 8) * total))))
     workers = max(1, torch.get_num_threads())
     if not compiled:  # constants and buffers of the NumPy passes, reused by every block
         index = np.arange(total, dtype=np.int64)
@@ -232,8 +237,9 @@ def sliced_cpu_float32(
         p_c = xi_c.shape[1]
         keep = 4 * p_c * total <= _KEEP_BYTES
         z = torch.from_numpy(_buffer("z", (p_c, total), np.float32, keep))
-        # per point: 2 C_k + s_k at its sorted position (the factors s_k are in ``products``)
-        shifted = torch.from_numpy(_buffer("shifted", (p_c, total), np.float32, keep))
+        # per point: 2 C_k + s_k at its sorted position (the factors s_k are in ``products``);
+        # the compiled walk writes it over the projections
+        shifted = z if compiled else torch.from_numpy(_buffer("shifted", (p_c, total), np.float32, keep))
         beta = 0 if start == 0 else 1
         if compiled and workers > 1 and p_c > rows:
             # The whole call runs on the pool, one thread per task: projection, sort and walk
@@ -241,7 +247,7 @@ def sliced_cpu_float32(
             # OpenMP region of the caller runs in between (see _single_threaded_worker).
             pool = _pool(workers)
             walks = [
-                pool.submit(_project_and_walk, x, y, xi_c[:, a:b], z[a:b], shifted[a:b], rows)
+                pool.submit(_project_and_walk, x, y, xi_c[:, a:b], z[a:b], rows)
                 for a, b in _split(p_c, workers, rows)
             ]
             value += sum(task.result() for task in walks)
@@ -254,7 +260,7 @@ def sliced_cpu_float32(
                 task.result()
             continue
         if compiled:
-            value += _project_and_walk(x, y, xi_c, z, shifted, rows)
+            value += _project_and_walk(x, y, xi_c, z, rows)
         else:
             _project(x, y, xi_c, z)
             for r0 in range(0, p_c, rows):
