@@ -168,8 +168,14 @@ def kernel_path(request, monkeypatch):
     torch.set_num_threads(before)
 
 
-def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch, kernel_path):
+@pytest.mark.parametrize("walk", ["split", "fused"])
+def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch, kernel_path, walk):
     from deepinv_pnn.sampling import sliced_mmd_cpu
+
+    if walk == "split":  # segments of 64 sorted keys: 220 points end in a partial one
+        monkeypatch.setattr(sliced_mmd_cpu, "_SEGMENT", 64)
+    else:  # the one-pass walk of rows larger than the L2 cache
+        monkeypatch.setattr(sliced_mmd_cpu, "_SPLIT_WALK_MAX", 0)
 
     gen = torch.Generator().manual_seed(10)
     x = torch.randn(130, 6, generator=gen) * 3

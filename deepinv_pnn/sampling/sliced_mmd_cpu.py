@@ -16,10 +16,11 @@ discrepancy being translation invariant and positively 1-homogeneous,
 few projections that stay in the processor cache.
 
 When `numba <https://numba.pydata.org>`_ is installed (``pip install deepinv-pnn[fast]``), the
-element-wise passes around the sort are two compiled loops: one packs the keys, one walks the
-sorted keys once, keeping the running count of particles, writing :math:`2C_k + s_k` back to
-each point's position and accumulating the value, without branches (the particle/target test
-is a 0/1 factor). The walk writes into the projections themselves (a packed row's values live
+element-wise passes around the sort are compiled loops: one packs the keys, one walks the
+sorted keys, keeping the running count of particles, writing :math:`2C_k + s_k` back to each
+point's position and accumulating the value (in one pass on rows larger than the L2 cache,
+else in two per L1-sized segment: the serial count and scatter, then a vectorised pass for
+the value). The walk writes into the projections themselves (a packed row's values live
 on in its keys), so the call holds one ``[P, N + M]`` float32 array, not two: less memory, and
 less of it to bring back into the cache when the call follows other memory-heavy work. These loops, NumPy's sort and torch's matrix products release the GIL, so
 the whole call runs on a pool of ``torch.get_num_threads()`` threads, each with one torch
@@ -42,6 +43,7 @@ import torch
 
 try:  # optional accelerator (extra "fast"); DEEPINV_PNN_NO_NUMBA=1 forces the NumPy passes
     import numba
+    import numba.extending
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
@@ -50,6 +52,8 @@ __all__ = ["sliced_cpu_float32", "supports_cpu_float32", "uses_numba"]
 _INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
 _INDEX_MASK = 2**_INDEX_BITS - 1
 _BLOCK_ELEMENTS = 2**18  # elements of one work block (~5 MB of buffers): cache-friendly
+_SEGMENT = 4096  # sorted keys walked at a time by _walk_split (32 KB of keys, 16 KB of values: L1)
+_SPLIT_WALK_MAX = 2**18  # points per row up to which _walk_split runs (a 1 MB row of ``shifted``: L2)
 _KEEP_BYTES = 2**24  # buffers up to 16 MB are kept between calls (per thread; ~20 MB in all with numba)
 _WORKSPACE = threading.local()  # reused buffers: fresh large arrays cost page faults and zeroing
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # persistent workers (their key buffers persist too)
@@ -104,17 +108,28 @@ if numba is not None:
                 keys[r, j] = np.float64(z[r, j])
                 bits[r, j] |= j
 
-    # reassociation lets the compiler split the running sum into several (no 4-cycle chain)
+    @numba.extending.intrinsic
+    def _bits_as_float64(typingctx, src):  # pragma: no cover - compiled
+        # reinterpret an int64 as the float64 with the same bits (no memory round trip)
+        if src != numba.types.int64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
+
+        return numba.types.float64(numba.types.int64), codegen
+
+    # reassociation lets the compiler split the running sums into several (no 4-cycle chain)
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-    def _walk_sorted(bits, shifted, n, m):  # pragma: no cover - compiled
-        # one pass over the sorted keys of each row: shifted[idx] = 2 C_k + s_k; returns
-        # sum_k z_k g_k = sum over particles of -2/n z v + sum over targets of 2/m z v
+    def _walk_fused(bits, shifted, n, m):  # pragma: no cover - compiled
+        # one pass over the sorted keys of each row: keeps the running count of particles,
+        # writes v = 2 C_k + s_k to shifted[idx] and accumulates sum_k z_k g_k = sum over
+        # particles of -2/n z v + sum over targets of 2/m z v (the arithmetic hides in the
+        # cache misses of the scatter when a row of ``shifted`` is larger than the L2 cache)
         rows, total = bits.shape
         h = 1.0 / n + 1.0 / m
         inv_m = 1.0 / m
         cx, cy = -2.0 / n, 2.0 / m
-        word = np.empty(1, np.int64)
-        real = word.view(np.float64)
         value = 0.0
         for r in range(rows):
             count = 0
@@ -122,13 +137,46 @@ if numba is not None:
             for j in range(total):
                 b = bits[r, j]
                 idx = b & _INDEX_MASK  # a global int: a compile-time constant in numba
-                word[0] = b ^ idx  # the widened float32 value, exactly
                 is_x = np.int64(idx < n)
                 v = np.float32(h * (2 * count + is_x) - (2 * j + 1) * inv_m)
                 count += is_x
-                acc += real[0] * v * (cy + is_x * (cx - cy))
+                acc += _bits_as_float64(b ^ idx) * v * (cy + is_x * (cx - cy))  # z exactly
                 shifted[r, idx] = v
             value += acc
+        return value
+
+    @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def _walk_split(bits, shifted, n, m, segment):  # pragma: no cover - compiled
+        # the same in two passes over each segment of a row's sorted keys (in L1): the serial
+        # one counts and scatters, also writing v in sorted order to ``segment``; the second,
+        # without a loop-carried count, is vectorised and accumulates the value. Per row of
+        # 2 10^4 / 2 10^5 / 6 10^5 points: 1.36x / 1.10x faster / 1.3x slower than the fused
+        # pass (a 2.4 MB row of ``shifted`` no longer fits the L2 cache).
+        rows, total = bits.shape
+        seg = segment.shape[0]
+        h = 1.0 / n + 1.0 / m
+        inv_m = 1.0 / m
+        cx, cy = -2.0 / n, 2.0 / m
+        value_bits = ~np.int64(_INDEX_MASK)
+        value = 0.0
+        for r in range(rows):
+            count = 0
+            for start in range(0, total, seg):
+                stop = min(start + seg, total)
+                keys_seg, walked = bits[r, start:stop], segment[: stop - start]
+                for j in range(stop - start):
+                    idx = keys_seg[j] & _INDEX_MASK
+                    is_x = np.int64(idx < n)
+                    v = np.float32(h * (2 * count + is_x) - (2 * (start + j) + 1) * inv_m)
+                    count += is_x
+                    shifted[r, idx] = v
+                    walked[j] = v
+                acc = 0.0
+                for j in range(stop - start):
+                    b = keys_seg[j]
+                    factor = cx if (b & _INDEX_MASK) < n else cy
+                    acc += _bits_as_float64(b & value_bits) * np.float64(walked[j]) * factor
+                value += acc
         return value
 
 
@@ -139,7 +187,9 @@ def _block_numba(z: np.ndarray, n: int, m: int) -> float:
     bits = keys.view(np.int64)
     _pack_keys(z, keys, bits)
     keys.sort(axis=1)
-    return _walk_sorted(bits, z, n, m)
+    if z.shape[1] <= _SPLIT_WALK_MAX:
+        return _walk_split(bits, z, n, m, _buffer("segment", (_SEGMENT,), np.float32, True))
+    return _walk_fused(bits, z, n, m)
 
 
 def _project(x, y, xi_g, z) -> None:
