@@ -283,6 +283,63 @@ def test_wcrr_loads_weights_saved_without_a_calibration_table():
     assert torch.allclose(prior.fn(x, 0.1), _randomised(WeaklyConvexRidgeRegularizer).fn(x, 0.1))
 
 
+def _autograd_hvp(prior, x, v, *args):
+    z = x.clone().requires_grad_()
+    (hv,) = torch.autograd.grad(prior.grad(z, *args), z, v)
+    return hv
+
+
+@pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
+def test_hessian_operator_equals_autograd_hessian_vector_products(cls):
+    """The explicit Hessian map (used by the WCRR training's conjugate gradient) against
+    autograd of grad: per-sample / scalar / no noise level, colour images, a mask."""
+    torch.manual_seed(3)
+    for prior in _models(cls):
+        x = _natural_images() + 0.05 * torch.randn(4, 1, 24, 24, dtype=torch.float64)
+        v = torch.randn_like(x)
+        for sigma in (torch.tensor([0.02, 0.05, 0.1, 0.2], dtype=torch.float64), 0.1, None):
+            args = () if sigma is None else (sigma,)
+            ref = _autograd_hvp(prior, x, v, *args)
+            hv = prior.hessian_operator(x, *args)(v)
+            assert float((hv - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
+        colour, vc = x.view(2, 2, 24, 24), v.view(2, 2, 24, 24)
+        assert torch.allclose(prior.hessian_operator(colour, 0.1)(vc), _autograd_hvp(prior, colour, vc, 0.1),
+                              rtol=0, atol=1e-12)
+        prior.set_mask(torch.rand(4, 1, 24, 24, dtype=torch.float64))
+        assert torch.allclose(prior.hessian_operator(x, 0.1)(v), _autograd_hvp(prior, x, v, 0.1), rtol=0, atol=1e-12)
+        prior.set_mask(None)
+        with pytest.raises(ValueError, match="shape"):
+            prior.hessian_operator(x, 0.1)(v[:2])
+        with pytest.raises(ValueError):
+            prior.hessian_operator(x, -0.1)
+
+
+@pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
+def test_hessian_quadratic_form_meets_the_convexity_bound(cls):
+    """<v, H v> >= -rho ||v||^2 (rho = 0 for the CRR-NN, 1 for the WCRR-NN) at natural
+    images, along random directions and along the Hessian's most negative direction found
+    by power iteration on rho I + ... (shifted so that it converges to the smallest eigenvalue)."""
+    torch.manual_seed(4)
+    rho = cls.weak_convexity
+    for prior in _models(cls):
+        x = _natural_images() + 0.05 * torch.randn(4, 1, 24, 24, dtype=torch.float64)
+        hess = prior.hessian_operator(x, 0.1)
+        v = torch.randn(16, *x.shape[1:], dtype=torch.float64)
+        for w in v.split(4):
+            q = (w * hess(w)).sum((1, 2, 3)) / (w * w).sum((1, 2, 3))
+            assert bool((q >= -rho - 1e-9).all())
+        # smallest eigenvalue: power iteration on (L I - H), L an upper bound of the spectrum
+        upper = float(prior.activation_lipschitz(torch.full((4,), 0.1, dtype=torch.float64)).detach().max()) + 1.0
+        w = torch.randn_like(x)
+        for _ in range(300):
+            w = upper * w - hess(w)
+            w = w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        smallest = (w * hess(w)).sum((1, 2, 3))
+        assert bool((smallest >= -rho - 1e-6).all()), smallest
+        if cls is WeaklyConvexRidgeRegularizer:  # the bound is not vacuous: there is negative curvature
+            assert float(smallest.min()) < -1e-3
+
+
 @pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
 def test_grad_operator_equals_grad(cls):
     """The prepared gradient map (used by the prox, the solver and the training) is grad itself:
