@@ -16,6 +16,11 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    processor caches (2-3 ms more at N = 10^4 on a 2-core VM); ``exact`` the best exact
    call; each ratio is exact / that sliced time. Above 10^4 one sliced call; geomloss runs
    once.
+1b. Extra peak memory of one value + gradient call (MiB above the inputs, each method and N
+   in a fresh subprocess after a call at N = 100 has loaded the libraries and compiled code;
+   ``benchmarks/_memory.py``: the rise of the resident high-water mark on CPU, the
+   allocator's peak on CUDA), with the ratio exact / sliced. The exact method's memory is
+   bounded by its chunking, not by N^2.
 2. The headline case N = M = 10^6 (3 10^4 with ``--quick``), run in a fresh subprocess so
    that its peak resident memory (``VmHWM``, including the 0.5 GB of input points and
    about 0.7 GB of imported libraries) is its own; wall and CPU seconds (user + system,
@@ -48,6 +53,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _memory import peak_memory_mib  # noqa: E402
 
 from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz  # noqa: E402
 from deepinv_pnn.sampling.sliced_mmd_cpu import uses_numba  # noqa: E402
@@ -114,6 +120,34 @@ def headline(n, d, p, device):
                       "inputs_gb": 2 * n * d * 4 / 2**30}))
 
 
+def memory_probe(method, n, d, p, device):
+    """Extra peak memory (MiB) of one value + gradient call of ``method`` at N = M = n; prints JSON."""
+    def call(a, b):
+        if method == "sliced":
+            return sliced_mmd_riesz(a, b, p, return_grad=True, generator=torch.Generator(device=device).manual_seed(0))
+        return mmd_riesz(a, b, return_grad=True)
+
+    call(*data(100, d, device))  # libraries, compiled loops, CUDA context
+    x, y = data(n, d, device)
+    _, mib = peak_memory_mib(lambda: call(x, y), device)
+    print(json.dumps({"method": method, "n": n, "extra_mib": mib}))
+
+
+def memory_table(sizes, exact_max, d, p, device, threads):
+    print(f"{'N':>8} {'inputs':>8} {'sliced':>8} {'exact':>8} {'ratio':>7}")
+    for n in sizes:
+        mib = {}
+        for method in ("sliced", "exact") if n <= exact_max else ("sliced",):
+            cmd = [sys.executable, __file__, "--memory-probe", method, str(n), "--device", str(device)]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            mib[method] = json.loads(out)["extra_mib"]
+        sliced, exact = mib["sliced"], mib.get("exact", math.nan)
+        inputs = 2 * n * d * 4 / 2**20
+        print(f"{n:>8} {inputs:8.1f} {sliced:8.1f} {exact:8.1f} {exact / max(sliced, 1e-3):7.1f}", flush=True)
+
+
 def breakdown(n, d, p, repeats=20):
     """CPU-seconds breakdown of one float32 value + gradient call at N = M = n."""
     x, y = data(n, d, torch.device("cpu"))
@@ -156,6 +190,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--exact-max", type=int, default=None, help="largest N for the exact method")
     parser.add_argument("--headline", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,6 +198,8 @@ def main():
     d, p = 64, 100
     if args.headline:
         return headline(args.headline, d, p, device)
+    if args.memory_probe:
+        return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), d, p, device)
     try:
         import geomloss  # noqa: F401
 
@@ -216,6 +253,9 @@ def main():
         print(f"{n:>8} {cell(ts):>15} {cell(te):>15} {ratio(te):>11} {t1:7.3f} {te[0] / t1:6.1f} "
               f"{cell(tg):>15} {ratio(tg):>11}", flush=True)
         del x, y
+
+    print("\n## 1b. extra peak memory of one value + gradient call (MiB, fresh process each); ratio = exact / sliced")
+    memory_table(sizes, exact_max, d, p, device, args.threads)
 
     n_head = 30000 if args.quick else 1000000
     print(f"\n## 2. headline: N = M = {n_head}, d = {d}, P = {p}, value + gradient (fresh process)")
