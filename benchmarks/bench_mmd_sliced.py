@@ -8,14 +8,15 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    method with ``torch.cdist`` (chunked, closed-form gradient:
    :func:`deepinv_pnn.sampling.mmd_riesz`), and geomloss's tensorized ``energy``
    ``SamplesLoss`` with autograd when geomloss is installed (geomloss's loss is half of
-   MMD^2; KeOps is not used). Up to N = 10^4, after one untimed call each, 5 rounds in the
+   MMD^2) and its ``online`` backend, KeOps, when pykeops is installed (its kernel compiled
+   by an untimed call at N = 100). Up to N = 10^4, after one untimed call each, 5 rounds in the
    same process, so that both methods see the same machine load: one exact call, then
    ``SEQUENCE`` sliced calls. ``sliced`` is the best of the calls that follow a sliced call
    (a flow calls it step after step), ``1st`` the best first call after the exact method,
    whose gigabyte of memory traffic has pushed the sliced call's arrays out of the
    processor caches (2-3 ms more at N = 10^4 on a 2-core VM); ``exact`` the best exact
-   call; each ratio is exact / that sliced time. Above 10^4 one sliced call; geomloss runs
-   once.
+   call; each ratio is exact / that sliced time. Above 10^4 one sliced call; geomloss and KeOps
+   run once.
 1b. Extra peak memory of one value + gradient call (MiB above the inputs, each method and N
    in a fresh subprocess after a call at N = 100 has loaded the libraries and compiled code;
    ``benchmarks/_memory.py``: the rise of the resident high-water mark on CPU, the
@@ -83,11 +84,12 @@ def data(n, d, device, seed=0):
     return x.to(device), y.to(device)
 
 
-def geomloss_energy(x, y):
+def geomloss_energy(x, y, backend="tensorized"):
+    """geomloss's energy distance (half of MMD^2) with autograd; ``backend="online"`` is KeOps."""
     from geomloss import SamplesLoss
 
     xa = x.clone().requires_grad_()
-    loss = SamplesLoss("energy", backend="tensorized")(xa, y)
+    loss = SamplesLoss("energy", backend=backend)(xa, y)
     (grad,) = torch.autograd.grad(loss, xa)
     return 2 * loss.detach(), 2 * grad
 
@@ -206,15 +208,23 @@ def main():
         have_geomloss = True
     except ImportError:
         have_geomloss = False
+    try:  # KeOps through geomloss's "online" backend (compiles its kernel on the first call)
+        import pykeops  # noqa: F401
+
+        have_keops = have_geomloss
+    except ImportError:
+        have_keops = False
+    if have_keops:
+        geomloss_energy(*data(100, d, device), backend="online")
     sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
     kernel = "numba loops" if uses_numba() else "NumPy passes"
-    print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}, "
+    print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}, keops {have_keops}, "
           f"CPU float32 kernel: {kernel}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
 
     print("\n## 1. value + gradient time (s) vs N; ratio = exact / sliced (wall | process CPU seconds);")
     print("##    sliced: in a sequence of calls, 1st: first call after the exact method (wall)")
     print(f"{'N':>8} {'sliced':>15} {'exact cdist':>15} {'ratio':>11} {'1st':>7} {'ratio':>6} "
-          f"{'geomloss':>15} {'ratio':>11}")
+          f"{'geomloss':>15} {'ratio':>11} {'keops':>15} {'ratio':>11}")
     sizes = [1000, 3000] if args.quick else [1000, 3000, 10000, 30000, 100000]
     exact_max = args.exact_max or (3000 if args.quick else 10000)
     for n in sizes:
@@ -240,9 +250,11 @@ def main():
                 record("sliced", timed(methods["sliced"], device, 1, cpu=True)[0])
         ts, te = best["sliced"], best.get("exact", (math.nan, math.nan))
         t1 = best["first"][0] if "exact" in methods else math.nan
-        tg = (math.nan, math.nan)
+        tg = tk = (math.nan, math.nan)
         if have_geomloss and n <= min(exact_max, 10000):
             tg, _ = timed(lambda x=x, y=y: geomloss_energy(x, y), device, 1, cpu=True)
+        if have_keops and n <= min(exact_max, 10000):
+            tk, _ = timed(lambda x=x, y=y: geomloss_energy(x, y, "online"), device, 1, cpu=True)
 
         def cell(t):
             return f"{t[0]:7.3f}|{t[1]:7.3f}"
@@ -251,7 +263,7 @@ def main():
             return f"{t[0] / ts[0]:5.1f}|{t[1] / ts[1]:5.1f}"
 
         print(f"{n:>8} {cell(ts):>15} {cell(te):>15} {ratio(te):>11} {t1:7.3f} {te[0] / t1:6.1f} "
-              f"{cell(tg):>15} {ratio(tg):>11}", flush=True)
+              f"{cell(tg):>15} {ratio(tg):>11} {cell(tk):>15} {ratio(tk):>11}", flush=True)
         del x, y
 
     print("\n## 1b. extra peak memory of one value + gradient call (MiB, fresh process each); ratio = exact / sliced")
