@@ -16,6 +16,7 @@ def accelerated_gradient(
     tol: float = 1e-6,
     accelerate: bool = True,
     reference: torch.Tensor | None = None,
+    check_every: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     r"""Minimise a smooth function by FISTA-type accelerated gradient with gradient restart.
 
@@ -36,21 +37,31 @@ def accelerated_gradient(
     :param bool accelerate: use momentum (else plain gradient descent).
     :param torch.Tensor reference: measure the tolerance relative to the distance from this
         point instead of the norm of the iterate.
+    :param int check_every: test the stopping rule every this many iterations (and at
+        ``max_iter``). Each test waits for the device, so on a GPU, where the host would
+        otherwise queue the next iterations while the device computes, the default is 10;
+        elsewhere 1. A later test only makes the result more accurate.
     :return: the minimiser estimate and the number of iterations done.
     """
+    if check_every is None:
+        check_every = 10 if x0.is_cuda else 1
+    if check_every < 1:
+        raise ValueError(f"check_every must be a positive integer, got {check_every}")
     step = 1.0 / lipschitz
     x = x0.clone()
     y = x0.clone()
     t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     view = (-1,) + (1,) * (x.dim() - 1)
+    dims = tuple(range(1, x.dim()))
     it = 0
     for it in range(1, max_iter + 1):
         g = grad_fn(y)
         x_new = y - step * g
-        dims = tuple(range(1, x.dim()))
-        res = torch.linalg.vector_norm(x_new - y, dim=dims)
-        scale = torch.linalg.vector_norm(x_new if reference is None else x_new - reference, dim=dims)
-        scale = scale.clamp_min(1e-12)
+        check = it % check_every == 0 or it == max_iter
+        if check:  # ||x_new - y|| = step ||g||
+            res = torch.linalg.vector_norm(g, dim=dims).mul_(step)
+            scale = torch.linalg.vector_norm(x_new if reference is None else x_new - reference, dim=dims)
+            scale = scale.clamp_min(1e-12)
         if accelerate:
             restart = (g * (x_new - x)).sum(dims) > 0
             t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t**2))
@@ -60,6 +71,6 @@ def accelerated_gradient(
         else:
             y = x_new
         x = x_new
-        if bool((res <= tol * scale).all()):
+        if check and bool((res <= tol * scale).all()):
             break
     return x, it
