@@ -42,6 +42,15 @@ def accelerated_gradient(
         otherwise queue the next iterations while the device computes, the default is 10;
         elsewhere 1. A later test only makes the result more accurate.
     :return: the minimiser estimate and the number of iterations done.
+
+    :Examples:
+
+    >>> import torch
+    >>> from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
+    >>> target = torch.tensor([[1.0, -2.0], [0.5, 3.0]])  # a batch of two problems
+    >>> x, its = accelerated_gradient(lambda z: 4 * (z - target), torch.zeros(2, 2), lipschitz=4.0)
+    >>> bool(torch.allclose(x, target)), its
+    (True, 2)
     """
     if check_every is None:
         check_every = 10 if x0.is_cuda else 1

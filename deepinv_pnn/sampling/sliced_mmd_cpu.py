@@ -21,11 +21,12 @@ sorted keys, keeping the running count of particles, writing :math:`2C_k + s_k` 
 point's position and accumulating the value (in one pass on rows larger than the L2 cache,
 else in two per L1-sized segment: the serial count and scatter, then a vectorised pass for
 the value). The walk writes into the projections themselves (a packed row's values live
-on in its keys), so the call holds one ``[P, N + M]`` float32 array, not two: less memory, and
-less of it to bring back into the cache when the call follows other memory-heavy work. These loops, NumPy's sort and torch's matrix products release the GIL, so
-the whole call runs on a pool of ``torch.get_num_threads()`` threads, each with one torch
-thread: projection, sort and walk per group of directions, then the back-projection per
-range of points. The call starts no OpenMP region: torch's OpenMP threads keep spinning for
+on in its keys), so the call holds one ``[P, N + M]`` float32 array, not two: less memory,
+and less of it to bring back into the cache when the call follows other memory-heavy work.
+These loops, NumPy's sort and torch's matrix products release the GIL, so the whole call
+runs on a pool of ``torch.get_num_threads()`` threads, each with one torch thread:
+projection, sort and walk per group of directions, then the back-projection per range of
+points. The call starts no OpenMP region: torch's OpenMP threads keep spinning for
 milliseconds after one, on the cores the pool needs. Without numba the same arithmetic runs
 on the calling thread as about ten NumPy/torch passes per block (about 1.3x slower on one
 thread).
