@@ -9,6 +9,12 @@ prepares them once (about 20 operations per call). Peer: ``prior.grad`` in the s
 the same inputs (shipped weights, sigma 25/255); the table gives the time per call of each
 and the ratio, per batch shape, and the operations per call (torch profiler, top level).
 
+A second table times Hessian-vector products, which the WCRR-NN training's implicit gradient
+needs (conjugate gradient on :math:`I + \nabla^2 R(x^*)`): the explicit
+``prior.hessian_operator(x, sigma)`` (:math:`W^\top(\varphi'(Wx)\odot Wv)`) against its peer,
+automatic differentiation of ``prior.grad`` with the graph built once and kept
+(``torch.autograd.grad(g, x, v, retain_graph=True)``), as the training did before.
+
     python benchmarks/bench_ridge_grad_operator.py [--device cpu] [--repeats 50] [--threads 2]
 """
 
@@ -29,9 +35,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def per_call(fn, x, repeats: int, device) -> float:
+def per_call(fn, x, repeats: int, device, no_grad: bool = True) -> float:
     """Best-of-three mean seconds per call of ``fn(x)``."""
-    with torch.no_grad():
+    with torch.set_grad_enabled(not no_grad):
         for _ in range(3):
             fn(x)
         best = float("inf")
@@ -83,6 +89,29 @@ def main(argv=None) -> list[dict]:
     for r in rows:
         ops = f"{r['ops_grad']}/{r['ops_operator']}"
         print(f"{r['model']:<9}{r['shape']:>14}{r['grad_ms']:10.3f}{r['operator_ms']:13.3f}{r['ratio']:8.2f}{ops:>11}")
+    print("\nHessian-vector product, same inputs: autograd of grad (graph kept) vs hessian_operator")
+    print(f"{'model':<9}{'batch':>14}{'autograd ms':>13}{'operator ms':>13}{'ratio':>8}")
+    for r in hessian_rows(shapes, sigma, args.repeats, device):
+        print(f"{r['model']:<9}{r['shape']:>14}{r['autograd_ms']:13.3f}{r['operator_ms']:13.3f}{r['ratio']:8.2f}")
+        rows.append(r)
+    return rows
+
+
+def hessian_rows(shapes, sigma: float, repeats: int, device) -> list[dict]:
+    rows = []
+    for name, cls in (("WCRR-NN", WeaklyConvexRidgeRegularizer), ("CRR-NN", ConvexRidgeRegularizer)):
+        prior = cls(pretrained=True).to(device).eval()
+        for shape in shapes:
+            gen = torch.Generator().manual_seed(0)
+            x, v = torch.rand(shape, generator=gen).to(device), torch.randn(shape, generator=gen).to(device)
+            reps = repeats if x.numel() <= 65536 else max(2, repeats // 5)
+            z = x.clone().requires_grad_()
+            g = prior.grad(z, sigma)
+            autograd_hvp = lambda w, g=g, z=z: torch.autograd.grad(g, z, w, retain_graph=True)[0]  # noqa: E731
+            t_auto = per_call(autograd_hvp, v, reps, device, no_grad=False)
+            t_op = per_call(prior.hessian_operator(x, sigma), v, reps, device)
+            rows.append({"model": name, "shape": "x".join(map(str, shape)), "autograd_ms": 1e3 * t_auto,
+                         "operator_ms": 1e3 * t_op, "ratio": t_auto / t_op})
     return rows
 
 
