@@ -81,7 +81,7 @@ def test_resampled_init_on_the_same_grid_keeps_the_model(tmp_path):
 
 @pytest.mark.parametrize("loss_name", ["mse", "l1"])
 def test_implicit_gradient_matches_finite_differences_of_the_exact_denoiser(loss_name):
-    from deepinv_pnn.optim.ridge import accelerated_gradient
+    from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
     from deepinv_pnn.training.train_wcrr import implicit_loss
 
     torch.manual_seed(0)

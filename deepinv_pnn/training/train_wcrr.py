@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 from deepinv.optim.utils import conjugate_gradient
 
-from deepinv_pnn.optim.ridge import accelerated_gradient
+from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
 from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
 from deepinv_pnn.pretrained import load_state_dict, save_weights
 from deepinv_pnn.training.train_crr import denoise_psnr, finish, parse_args, train
