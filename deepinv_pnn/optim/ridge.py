@@ -201,13 +201,11 @@ class RidgeRegularizer(Prior):
     def _grad_operator(self, sigma: torch.Tensor | None, like: torch.Tensor):
         """:meth:`grad_operator` for a checked ``[B]`` (or ``None``) noise level."""
         shape = tuple(like.shape)
-        b, c = shape[:2]
-        if sigma is not None and c > 1:
-            sigma = sigma.repeat_interleave(c)
+        flat_like, sigma = self._flatten(like, sigma)
+        flat = tuple(flat_like.shape)
         forward, adjoint = self.conv.frozen(like.dtype)
         activation = self._activation_operator(sigma, like)
-        mask = self._mask_for(like.new_empty((b * c, 0) + shape[2:]), c)
-        flat = (b * c, 1) + shape[2:]
+        mask = self._mask_for(flat_like, shape[1])
 
         def grad(z: torch.Tensor) -> torch.Tensor:
             if tuple(z.shape) != shape:
