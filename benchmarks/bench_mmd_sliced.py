@@ -135,16 +135,20 @@ def memory_probe(method, n, d, p, device):
     print(json.dumps({"method": method, "n": n, "extra_mib": mib}))
 
 
+def in_fresh_process(flags: list[str], device, threads) -> dict:
+    """Run this script with ``flags`` in a new Python process; its last line of output, as JSON."""
+    cmd = [sys.executable, __file__, *flags, "--device", str(device)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+
+
 def memory_table(sizes, exact_max, d, p, device, threads):
     print(f"{'N':>8} {'inputs':>8} {'sliced':>8} {'exact':>8} {'ratio':>7}")
     for n in sizes:
         mib = {}
         for method in ("sliced", "exact") if n <= exact_max else ("sliced",):
-            cmd = [sys.executable, __file__, "--memory-probe", method, str(n), "--device", str(device)]
-            if threads:
-                cmd += ["--threads", str(threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            mib[method] = json.loads(out)["extra_mib"]
+            mib[method] = in_fresh_process(["--memory-probe", method, str(n)], device, threads)["extra_mib"]
         sliced, exact = mib["sliced"], mib.get("exact", math.nan)
         inputs = 2 * n * d * 4 / 2**20
         print(f"{n:>8} {inputs:8.1f} {sliced:8.1f} {exact:8.1f} {exact / max(sliced, 1e-3):7.1f}", flush=True)
@@ -271,11 +275,7 @@ def main():
 
     n_head = 30000 if args.quick else 1000000
     print(f"\n## 2. headline: N = M = {n_head}, d = {d}, P = {p}, value + gradient (fresh process)")
-    cmd = [sys.executable, __file__, "--headline", str(n_head), "--device", args.device]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-    print(json.dumps(result))
+    print(json.dumps(in_fresh_process(["--headline", str(n_head)], args.device, args.threads)))
 
     print("\n## 3. relative error of the sliced estimate vs P (N = M = 2000, float64, mean over runs)")
     x, y = data(2000, d, device)
