@@ -100,10 +100,10 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
             1, num_knots, x_range, init="zero", slope_min=0.0, slope_max=1.0, clip_ends=True
         )
         self.log_mu = nn.Parameter(torch.tensor(math.log(1.0)))
-        # theta_i(sigma): log of the channel scaling times sigma, a spline of sigma on [-0.25, 0.25]
+        # theta_i(sigma): log of the channel scaling times sigma, a spline of sigma on [-0.25, 0.25];
+        # LinearSpline pins theta_i(0) = 0, so it starts at 0 (s_i = 1/sigma) and only its values at
+        # the knots sigma != 0 can move (a constant fill of the coefficients would change nothing)
         self.scaling = LinearSpline(channels[-1], 21, 0.25, init="zero")
-        with torch.no_grad():
-            self.scaling.coefficients.fill_(math.log(2.0))
         self.sigma_default = float(sigma_default)
         grid = torch.tensor(SIGMA_GRID, dtype=torch.float32) / 255
         self.register_buffer("sigma_grid", grid, persistent=False)
