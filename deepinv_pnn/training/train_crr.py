@@ -109,24 +109,42 @@ def denoise_psnr(
     return sum(values) / len(values)
 
 
-def make_optimizer(model: torch.nn.Module, lr_conv: float, lr_spline: float, lr_scalar: float):
-    groups = {"conv": [], "spline": [], "scalar": []}
+def make_optimizer(model: torch.nn.Module, lr_conv: float, lr_spline: float, lr_scalar: float,
+                   lr_scaling: float | None = None):
+    """Adam with one group per kind of parameter: convolutions (and a mask network), splines,
+    scalars; with ``lr_scaling`` the parameters named ``scaling.*`` (the WCRR-NN's noise
+    conditioning) get their own group and rate instead of the splines' rate."""
+    groups = {"conv": [], "spline": [], "scaling": [], "scalar": []}
     for name, p in model.named_parameters():
         if name.startswith("conv.") or name.startswith("mask_net."):
             groups["conv"].append(p)
         elif p.dim() == 0:
             groups["scalar"].append(p)
+        elif lr_scaling is not None and name.startswith("scaling."):
+            groups["scaling"].append(p)
         else:
             groups["spline"].append(p)
-    lrs = {"conv": lr_conv, "spline": lr_spline, "scalar": lr_scalar}
+    lrs = {"conv": lr_conv, "spline": lr_spline, "scaling": lr_scaling, "scalar": lr_scalar}
     return torch.optim.Adam(
         [{"params": v, "lr": lrs[k], "base_lr": lrs[k]} for k, v in groups.items() if v]
     )
 
 
-def set_lr(optimizer, fraction: float) -> None:
-    """Cosine decay to 10% over the run (``fraction`` of the budget used)."""
-    factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+def lr_factor(fraction: float, schedule: str = "cosine") -> float:
+    """Learning-rate factor at ``fraction`` of the run: ``"cosine"`` decays to 10% over the
+    run; ``"step"`` is the WCRR-NN reference's staircase, 0.75 per twelfth of the run (500 of its
+    6000 steps) for the first ten twelfths (down to :math:`0.75^{10} \approx 0.056`)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fraction))
+    if schedule == "step":
+        return 0.75 ** min(math.floor(12 * fraction), 10)
+    raise ValueError(f"schedule must be 'cosine' or 'step', got {schedule!r}")
+
+
+def set_lr(optimizer, fraction: float, schedule: str = "cosine") -> None:
+    """Sets each group's rate to its base rate times :func:`lr_factor`."""
+    factor = lr_factor(fraction, schedule)
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
 
@@ -214,7 +232,12 @@ def parse_args(argv=None, description=__doc__):
     p.add_argument("--lr-spline", type=float, default=None, help="learning rate of the splines")
     p.add_argument("--lr-scalar", type=float, default=0.005, help="learning rate of log(lambda), log(mu)")
     p.add_argument("--tv2", type=float, default=1e-6)
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps (the time budget is then ignored)")
+    p.add_argument("--schedule-steps", type=int, default=None,
+                   help="length of the learning-rate schedule in steps, so that a run split over several "
+                        "calls (--checkpoint, --resume) follows one schedule; each call still stops at its "
+                        "time budget (default: the schedule spans this call's budget)")
     p.add_argument("--train-fraction", type=float, default=0.7, help="share of --minutes spent training")
     p.add_argument("--init", default=None, help="weights file to start from (warm start)")
     p.add_argument("--checkpoint", default=None)
@@ -241,7 +264,10 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
 
         prior.load_state_dict(load_state_dict(args.init))
     prior = prior.to(device).train()
-    opt = make_optimizer(prior, args.lr, args.lr_spline or args.lr / 20, args.lr_scalar)
+    opt = make_optimizer(prior, args.lr, args.lr_spline or args.lr / 20, args.lr_scalar,
+                         getattr(args, "lr_scaling", None))
+    schedule = getattr(args, "schedule", "cosine")
+    schedule_steps = getattr(args, "schedule_steps", None)
     step = 0
     if args.resume and args.checkpoint and Path(args.checkpoint).is_file():
         state = torch.load(args.checkpoint, map_location=device, weights_only=True)
@@ -257,8 +283,13 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
             break
         if args.max_steps is None and elapsed >= budget:
             break
-        frac = step / args.max_steps if args.max_steps else elapsed / max(budget, 1e-9)
-        set_lr(opt, frac)
+        if schedule_steps and step >= schedule_steps:
+            break
+        if schedule_steps:
+            frac = step / schedule_steps
+        else:
+            frac = step / args.max_steps if args.max_steps else elapsed / max(budget, 1e-9)
+        set_lr(opt, frac, schedule)
         x, g = batch_of_step(images, step, args.seed, args.batch, args.patch)
         x = rank_slice(x).to(device)
         with prior.conv.shared_scale():
@@ -277,6 +308,8 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
         if args.checkpoint and rank == 0 and step % args.ckpt_every == 0:
             save_checkpoint(args.checkpoint, prior, opt, step, {"losses": losses[-1000:]})
     bar.close()
+    if args.checkpoint and rank == 0 and step % args.ckpt_every != 0:  # the last steps too, for --resume
+        save_checkpoint(args.checkpoint, prior, opt, step, {"losses": losses[-1000:]})
     prior.eval()
     metrics = {"steps": step, "train_seconds": round(time.time() - start, 1),
                "validation_set": f"{val_files[0].name}..{val_files[-1].name}" if val_files else None,
