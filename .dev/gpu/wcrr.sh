@@ -10,13 +10,24 @@
 # continuing the shipped model does not help; a from-scratch run (6000 steps) needs ~50 min.
 # tf32_check.py did not run there: an untracked file under the ignored .dev/ does not travel
 # (it is tracked now).
+# Session 17 (H200): JOBSET=scratch (our default start, L1, lr 5e-3 / 2e-3, cosine) ran 11.4 steps/s
+# alone: 5834 steps of batch 128 in 513 s, validation 30.37 / 27.27 dB untuned (tuned on the 8 crops
+# 29.70 / 27.10 against the shipped 30.60 / 27.95): from our start the concave part hardly grows.
+# JOBSET=s17 (3 min, side by side): our start 998 steps 29.40 / 26.24; the reference's start
+# (reference_init, its rates, staircase, sigma from 0; its noise conditioning then started at 1/sigma,
+# not e^5/(255 sigma): fixed since) 381 steps (2.3/s: mu ~ 900 needs more inner
+# iterations) 30.41 / 27.73 untuned. Next: JOBSET=ref (default), resumable over sessions:
+#   first call:  OUT=$OUT TRAIN_MIN=9.3 bash .dev/gpu/wcrr.sh            carry [".dev/data/bsd400", ".whl"]
+#   later calls: copy the returned i_reference.ckpt to .dev/gpu/state/, then
+#                OUT=$OUT TRAIN_MIN=9.3 RESUME_FROM=.dev/gpu/state/i_reference.ckpt bash .dev/gpu/wcrr.sh
+#                carry [".dev/data/bsd400", ".whl", ".dev/gpu/state"]
 #
 # Prepare here (once per session):
 #   rm -f .dev/data/bsd400 && mkdir -p .dev/data && cp -r ../shared/data/bsd400 .dev/data/bsd400
 #     (a symbolic link travels as a link: the device needs a real copy, 8.7 MB)
 #   mkdir -p .whl && pip download deepinv==0.5.0 natsort --no-deps -d .whl   (the device image lacks both)
-# Run (device tool): command "OUT=$OUT TRAIN_MIN=7 bash .dev/gpu/wcrr.sh",
-#   carry [".dev/data/bsd400", ".whl"], timeout_s 560 (TRAIN_MIN + ~1.5 min; the machine's start
+# Run (device tool): command "OUT=$OUT TRAIN_MIN=9.3 bash .dev/gpu/wcrr.sh" (see session 17 above),
+#   carry [".dev/data/bsd400", ".whl"], timeout_s 590 (TRAIN_MIN + ~40 s; the machine's start
 #   adds ~30 s of device time).
 # Afterwards, here (CPU, ~10 min per file; never beside .ci/run):
 #   OMP_NUM_THREADS=1 python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 \
@@ -24,7 +35,11 @@
 #     --tune-sigmas 5 10 15 20 25 30 40 50 --threads 1 --save-tuned <job>_tuned.safetensors
 #   then the 68-image evaluation (--n 68 --no-retune --levels 15, and 25) against the shipped file.
 # Env: OUT (required), DEVICE (default cuda), TRAIN_MIN (default 7), PY (default python3),
-#      BATCH (default 128), JOBSET (scratch default: a from-scratch run alone, then tf32_check; or s16:
+#      RESUME_FROM (a carried checkpoint that the job continues, --resume), KEEP_CKPT (1: the job's
+#      checkpoint comes back; set by JOBSET=ref),
+#      TF32_CHECK (1: run .dev/gpu/tf32_check.py after the jobs; default 0, session 15 found TF32 harmless),
+#      BATCH (default 128), JOBSET (ref default: the reference's recipe (reference_init), resumable;
+#      scratch: a from-scratch run from our start; s17: our start and the reference's side by side; s16:
 #      a continuation alone, then tf32_check; s15, s14).
 set -u
 : "${OUT:?set OUT}"
@@ -44,15 +59,20 @@ job() {
   local name=$1; shift
   mkdir -p "$OUT/$name"
   local entry=(-m deepinv_pnn.training.train_wcrr); [[ $name == *_fp32 ]] && entry=("${FP32[@]}")
-  ( $PY "${entry[@]}" "${COMMON[@]}" "$@" --out "/tmp/$name.safetensors" --checkpoint "/tmp/$name.ckpt" --ckpt-every 200 \
-      > "/tmp/$name.log" 2>&1
+  local resume=()
+  if [ -n "${RESUME_FROM:-}" ]; then  # continue a split run: the checkpoint an earlier call returned
+    cp "$RESUME_FROM" "/tmp/$name.ckpt" || { echo "no $RESUME_FROM"; exit 1; }; resume=(--resume)
+  fi
+  ( $PY "${entry[@]}" "${COMMON[@]}" "$@" "${resume[@]}" --out "/tmp/$name.safetensors" --checkpoint "/tmp/$name.ckpt" \
+      --ckpt-every 200 > "/tmp/$name.log" 2>&1
     echo "exit $?" >> "/tmp/$name.log"
-    rm -f "$OUT/$name/$name.ckpt"  # the weights replace the safety copy (at most 8 files come back)
+    # the weights replace the safety copy (at most 8 files come back), unless the run goes on later
+    if [ "${KEEP_CKPT:-0}" = 1 ]; then cp "/tmp/$name.ckpt" "$OUT/$name/"; else rm -f "$OUT/$name/$name.ckpt"; fi
     cp /tmp/$name.safetensors* /tmp/$name.json "$OUT/$name/" 2>/dev/null; cp "/tmp/$name.log" "$OUT/$name/" ) &
   PIDS+=($!); NAMES+=("$name")
   echo "started $name: $*"
 }
-JOBSET=${JOBSET:-scratch}
+JOBSET=${JOBSET:-ref}
 if [ "$JOBSET" = s14 ]; then  # session 14's pair (run in session 15: both lost 0.1-0.2 dB in 7 min)
   job a_mse "${SHIPPED[@]}" --seed 31 --lr 5e-3 --lr-spline 2e-3
   job b_l1 "${SHIPPED[@]}" --seed 32 --lr 5e-3 --lr-spline 2e-3 --loss l1
@@ -63,7 +83,18 @@ elif [ "$JOBSET" = s15 ]; then  # session 15: a 5x smaller learning rate, with a
 elif [ "$JOBSET" = s16 ]; then  # one continuation alone, to time the steps/s with grad_operator (2/s per job
   # in session 15, two jobs, before it), then the TF32 check of the prox (after the job, alone)
   job e_l1_alone "${SHIPPED[@]}" --seed 34 --lr 1e-3 --lr-spline 5e-4 --loss l1
-else  # scratch (default, session 16): the reference's from-scratch run (L1 loss, the paper's Adam rate 5e-3
+elif [ "$JOBSET" = s17 ]; then  # session 17: from scratch, our default start against the reference's start
+  # (reference_init, its learning rates per group, staircase schedule, sigma from 0), side by side
+  job g_default --seed 36 --lr 5e-3 --lr-spline 2e-3 --loss l1
+  job h_reference --seed 36 --reference-init --lr 5e-3 --lr-spline 4e-3 --lr-scaling 5e-3 --lr-scalar 0.05 \
+      --schedule step --sigma-min 0 --loss l1
+elif [ "$JOBSET" = ref ]; then  # the reference's from-scratch recipe alone, its 6000-step schedule split over
+  # calls (~4 steps/s expected alone: its large mu needs more inner iterations): the checkpoint comes back
+  # (KEEP_CKPT); the next call carries it (e.g. .dev/gpu/state/i_reference.ckpt) and sets RESUME_FROM to it
+  KEEP_CKPT=1
+  job i_reference --seed 37 --reference-init --lr 5e-3 --lr-spline 4e-3 --lr-scaling 5e-3 --lr-scalar 0.05 \
+      --schedule step --schedule-steps 6000 --sigma-min 0 --loss l1
+else  # scratch (session 16's default; run in session 17): the reference's from-scratch run (L1 loss, the paper's Adam rate 5e-3
   # of the convolutions) for TRAIN_MIN minutes, alone: its log's step count is also the steps/s timing
   # that s16 would measure, so one call both times and trains (6000 steps of batch 128 in the paper).
   # If it falls short of the shipped file, the steps/s says what a longer run needs.
@@ -77,5 +108,5 @@ fi
 LOOP=$!
 wait "${PIDS[@]}"
 kill $LOOP 2>/dev/null
-if [ "$JOBSET" != s15 ] && [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1; fi
+if [ "${TF32_CHECK:-0}" = 1 ] && [ "$JOBSET" != s15 ] && [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1; fi
 for n in "${NAMES[@]}"; do echo "== $n"; tr '\r' '\n' < "/tmp/$n.log" | tail -n 4; done
