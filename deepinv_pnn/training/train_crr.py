@@ -248,9 +248,17 @@ def parse_args(argv=None, description=__doc__):
 
 
 def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
-    """Generic loop shared by the CRR and WCRR recipes."""
+    """Generic loop shared by the CRR and WCRR recipes.
+
+    On CUDA, cuDNN's autotuner is switched on (``torch.backends.cudnn.benchmark``): the
+    training crops keep one shape, and the inner solves apply the same few convolutions
+    hundreds of times per step, so the fastest algorithm found once pays back (the choice may
+    differ between machines, so GPU runs agree to rounding, not bit for bit).
+    """
     start = time.time()
     device = args.device
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
     init_distributed(device)
     rank, size = world()
     torch.manual_seed(args.seed)
