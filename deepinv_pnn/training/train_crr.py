@@ -284,6 +284,11 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
         step = int(state["step"])
     budget = args.minutes * 60 * args.train_fraction
     losses = []
+
+    def checkpoint():
+        if args.checkpoint and rank == 0:
+            save_checkpoint(args.checkpoint, prior, opt, step, {"losses": losses[-1000:]})
+
     bar = tqdm(total=args.max_steps, disable=rank != 0, desc=f"train {kind}")
     while True:
         elapsed = time.time() - start
@@ -293,11 +298,8 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
             break
         if schedule_steps and step >= schedule_steps:
             break
-        if schedule_steps:
-            frac = step / schedule_steps
-        else:
-            frac = step / args.max_steps if args.max_steps else elapsed / max(budget, 1e-9)
-        set_lr(opt, frac, schedule)
+        length = schedule_steps or args.max_steps  # the schedule spans steps, else this call's time
+        set_lr(opt, step / length if length else elapsed / max(budget, 1e-9), schedule)
         x, g = batch_of_step(images, step, args.seed, args.batch, args.patch)
         x = rank_slice(x).to(device)
         with prior.conv.shared_scale():
@@ -313,11 +315,11 @@ def train(args, prior, loss_fn, kind: str, extra_metrics=None) -> dict:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.3e}")
         if rank == 0 and step % 500 == 0:
             print(f"step {step} {time.time() - start:.0f}s loss(500) {sum(losses[-500:]) / 500:.4e}", flush=True)
-        if args.checkpoint and rank == 0 and step % args.ckpt_every == 0:
-            save_checkpoint(args.checkpoint, prior, opt, step, {"losses": losses[-1000:]})
+        if step % args.ckpt_every == 0:
+            checkpoint()
     bar.close()
-    if args.checkpoint and rank == 0 and step % args.ckpt_every != 0:  # the last steps too, for --resume
-        save_checkpoint(args.checkpoint, prior, opt, step, {"losses": losses[-1000:]})
+    if step % args.ckpt_every != 0:  # the last steps too, for --resume
+        checkpoint()
     prior.eval()
     metrics = {"steps": step, "train_seconds": round(time.time() - start, 1),
                "validation_set": f"{val_files[0].name}..{val_files[-1].name}" if val_files else None,

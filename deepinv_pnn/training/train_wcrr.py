@@ -21,7 +21,9 @@ After each optimiser step the spline coefficients are projected onto their slope
 constraints (:meth:`~deepinv_pnn.optim.WeaklyConvexRidgeRegularizer.project_`). The noise
 conditioning :math:`s_i(\sigma)` makes one model serve all noise levels of the range.
 ``--init-resample`` starts from a weights file on another spline grid (``--num-knots``,
-``--x-range``), see :func:`resampled_init`.
+``--x-range``), see :func:`resampled_init`; ``--reference-init`` starts where the reference
+implementation starts (:func:`reference_init`; with ``--schedule step``, ``--lr-scaling`` and its rates,
+see the user guide).
 
 Held-out validation: the ``--holdout`` images before the last ``--val-count`` of the sorted
 folder (``test_325..test_332`` of BSD400) are denoised with the exact prox at 15/255 and 25/255 (mean PSNR in ``PATH.json``). Data parallel and
