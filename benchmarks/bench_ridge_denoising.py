@@ -59,7 +59,8 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def noisy_copies(images, sigma: float, offset: int = 0):
-    return [x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(offset + k))
+    """Noisy copies, the noise drawn on the CPU (the same on every device), seeded per image."""
+    return [x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(offset + k)).to(x.device)
             for k, x in enumerate(images)]
 
 
@@ -130,8 +131,8 @@ def bm3d_denoiser():
         raise SystemExit("--models bm3d needs the bm3d package: pip install bm3d") from None
 
     def denoise(y: torch.Tensor, sigma: float) -> torch.Tensor:
-        out = bm3d.bm3d(y[0, 0].double().numpy(), sigma_psd=sigma)
-        return torch.from_numpy(out).to(y.dtype).view_as(y)
+        out = bm3d.bm3d(y[0, 0].double().cpu().numpy(), sigma_psd=sigma)
+        return torch.from_numpy(out).to(y.dtype).to(y.device).view_as(y)
 
     return denoise
 
@@ -139,7 +140,7 @@ def bm3d_denoiser():
 def tune_tv(crops, sigma: float) -> float:
     noisy = noisy_copies(crops, sigma, offset=10_000)
     (scale,), _ = tune_coarse_to_fine(
-        lambda s: mean_psnr(TVDenoiser(scale=s), crops, noisy, sigma), (1.0,), step=2.0, min_step=1.05, max_evals=15
+        lambda s: mean_psnr(TVDenoiser(scale=s).to(crops[0].device), crops, noisy, sigma), (1.0,), step=2.0, min_step=1.05, max_evals=15
     )
     return scale
 
@@ -170,8 +171,15 @@ def main(argv=None) -> None:
                              "with the table in place")
     parser.add_argument("--levels", type=int, nargs="+", default=[15, 25], help="test noise levels (/255)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu",
+                        help="device of the models and images (cuda: tuning and test in a GPU session; cuDNN's "
+                             "TF32 is switched off there, so the figures are float32's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
     sets, crops = {}, []
     if args.quick:
@@ -185,14 +193,16 @@ def main(argv=None) -> None:
             test_files = test_files[: args.n]
             sets[f"BSD400 test ({test_files[0].stem}..{test_files[-1].stem})"] = [load_image(f) for f in test_files]
             crops = [load_image(f)[..., 58:122, 58:122] for f in val_files[: args.val_crops]]
+    sets = {name: [image.to(device) for image in images] for name, images in sets.items()}
+    crops = [crop.to(device) for crop in crops]
     if not crops and not args.no_retune:
         raise SystemExit("tuning needs --data-dir (validation images); or pass --no-retune")
 
     models = {}
     if "crr" in args.models:
-        models["CRR-NN"] = ConvexRidgeRegularizer(pretrained=args.crr_weights or True).eval()
+        models["CRR-NN"] = ConvexRidgeRegularizer(pretrained=args.crr_weights or True).eval().to(device)
     if "wcrr" in args.models:
-        models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval()
+        models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval().to(device)
     if args.save_tuned:
         if len(models) != 1:
             raise SystemExit("--save-tuned needs exactly one model in --models (crr or wcrr)")
@@ -226,7 +236,7 @@ def main(argv=None) -> None:
             metadata = dict(handle.metadata() or {})
         metadata["table_command"] = "python benchmarks/bench_ridge_denoising.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
-        save_weights(prior, args.save_tuned, metadata=metadata)
+        save_weights(prior.cpu(), args.save_tuned, metadata=metadata)
         return
     results = {"tol": args.tol, "validation_crops": args.val_crops, "tuned": {}, "psnr": {}, "per_image": {}}
     for level in args.levels:
@@ -235,7 +245,7 @@ def main(argv=None) -> None:
         if "tv" in args.models:
             scale = tune_tv(crops, sigma) if crops else 1.0
             results["tuned"][f"TV sigma{level}"] = scale
-            denoisers["TV"] = TVDenoiser(scale=scale)
+            denoisers["TV"] = TVDenoiser(scale=scale).to(device)
         if "bm3d" in args.models:
             denoisers["BM3D"] = bm3d_denoiser()
         for name, prior in models.items():
