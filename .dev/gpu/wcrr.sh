@@ -16,8 +16,9 @@
 # JOBSET=s17 (3 min, side by side): our start 998 steps 29.40 / 26.24; the reference's start
 # (reference_init, its rates, staircase, sigma from 0; its noise conditioning then started at 1/sigma,
 # not e^5/(255 sigma): fixed since) 381 steps (2.3/s: mu ~ 900 needs more inner
-# iterations) 30.41 / 27.73 untuned. Next: JOBSET=ref (default), one call, its staircase fitted to it:
-#   OUT=$OUT TRAIN_MIN=9.3 bash .dev/gpu/wcrr.sh        carry [".dev/data/bsd400", ".whl"], timeout_s 590
+# iterations) 30.41 / 27.73 untuned. Next: JOBSET=ref (default), one call, its staircase fitted to it,
+# then its table tuned and the test figures measured on the device (EVAL=1):
+#   OUT=$OUT TRAIN_MIN=6.5 EVAL=1 bash .dev/gpu/wcrr.sh   carry [".dev/data/bsd400", ".whl"], timeout_s 590
 # or the reference's whole 6000-step schedule over several sessions (JOBSET=ref6000): later calls copy
 # the returned checkpoint to .dev/gpu/state/ and add RESUME_FROM=.dev/gpu/state/j_reference6000.ckpt,
 # carry [".dev/data/bsd400", ".whl", ".dev/gpu/state"].
@@ -26,10 +27,11 @@
 #   rm -f .dev/data/bsd400 && mkdir -p .dev/data && cp -r ../shared/data/bsd400 .dev/data/bsd400
 #     (a symbolic link travels as a link: the device needs a real copy, 8.7 MB)
 #   mkdir -p .whl && pip download deepinv==0.5.0 natsort --no-deps -d .whl   (the device image lacks both)
-# Run (device tool): command "OUT=$OUT TRAIN_MIN=9.3 bash .dev/gpu/wcrr.sh" (see session 17 above),
+# Run (device tool): command "OUT=$OUT TRAIN_MIN=6.5 EVAL=1 bash .dev/gpu/wcrr.sh" (see session 17 above),
 #   carry [".dev/data/bsd400", ".whl"], timeout_s 590 (TRAIN_MIN + ~40 s; the machine's start
 #   adds ~30 s of device time).
-# Afterwards, here (CPU, ~10 min per file; never beside .ci/run):
+# Afterwards (without EVAL=1), here (CPU, ~10 min per file of our start, 30+ for the reference start;
+#   never beside .ci/run; --tune-from-stored only for files that have a table):
 #   OMP_NUM_THREADS=1 python benchmarks/bench_ridge_denoising.py --data-dir ../shared/data/bsd400 \
 #     --models wcrr --wcrr-weights <job>.safetensors --val-crops 8 --tune-evals 12 --tune-from-stored \
 #     --tune-sigmas 5 10 15 20 25 30 40 50 --threads 1 --save-tuned <job>_tuned.safetensors
@@ -37,6 +39,8 @@
 # Env: OUT (required), DEVICE (default cuda), TRAIN_MIN (default 7), PY (default python3),
 #      RESUME_FROM (a carried checkpoint that the job continues, --resume), KEEP_CKPT (1: the job's
 #      checkpoint comes back; set by JOBSET=ref),
+#      EVAL (1: tune the calibration table and denoise the 68 test images on the device after training;
+#      ~2-3 min for a reference-start model, so TRAIN_MIN=6.5 with it),
 #      TF32_CHECK (1: run .dev/gpu/tf32_check.py after the jobs; default 0, session 15 found TF32 harmless),
 #      BATCH (default 128), JOBSET (ref default: the reference's recipe (reference_init) in one call;
 #      ref6000: the same on its 6000-step schedule, split over calls;
@@ -114,5 +118,19 @@ fi
 LOOP=$!
 wait "${PIDS[@]}"
 kill $LOOP 2>/dev/null
+if [ "${EVAL:-0}" = 1 ]; then  # the calibration table tuned and the 68 test images denoised here, on the device
+  # (bench_ridge_denoising.py --device; TF32 off there): a GPU session comes back with its figures
+  for n in "${NAMES[@]}"; do
+    [ -f "/tmp/$n.safetensors" ] || continue
+    log="$OUT/$n/${n}_eval.log"
+    $PY benchmarks/bench_ridge_denoising.py --data-dir .dev/data/bsd400 --models wcrr --wcrr-weights "/tmp/$n.safetensors" \
+      --val-crops 8 --tune-evals 12 --tune-sigmas 5 10 15 20 25 30 40 50 --device "$DEVICE" \
+      --save-tuned "$OUT/$n/${n}_tuned.safetensors" > "$log" 2>&1 &&
+    $PY benchmarks/bench_ridge_denoising.py --data-dir .dev/data/bsd400 --models wcrr \
+      --wcrr-weights "$OUT/$n/${n}_tuned.safetensors" --n 68 --no-retune --levels 15 25 --device "$DEVICE" \
+      --json "$OUT/$n/${n}_eval.json" >> "$log" 2>&1
+    echo "== $n evaluation"; grep -E "sigma|dB" "$log" | grep -v Warning
+  done
+fi
 if [ "${TF32_CHECK:-0}" = 1 ] && [ "$JOBSET" != s15 ] && [ "$DEVICE" = cuda ]; then $PY .dev/gpu/tf32_check.py > "$OUT/tf32_check.txt" 2>&1; fi
 for n in "${NAMES[@]}"; do echo "== $n"; tr '\r' '\n' < "/tmp/$n.log" | tail -n 4; done
