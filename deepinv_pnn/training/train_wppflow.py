@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4)
-    parser.add_argument("--reference", default=None)
+    parser.add_argument("--reference", default=None, help="as in train_wppnet: ref_<material>.png by default")
     parser.add_argument("--train-file", default=None)
     parser.add_argument("--n-blocks", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=64)
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     train_file = args.data_dir / args.train_file if args.train_file else min(args.data_dir.glob(f"train_*_x{args.factor}.h5"))
     lr_patches = load_h5_patches(train_file).to(device)
-    reference = load_image(find_reference(args.data_dir, args.reference)).to(device)
+    reference_file = find_reference(args.data_dir, args.reference, train_file)
+    reference = load_image(reference_file).to(device)
     physics = WPPSuperResolution(factor=args.factor).to(device)
     flow = WPPFlow(n_blocks=args.n_blocks, hidden=args.hidden, cond_features=args.cond_features, seed=args.seed).to(device)
     wloss = WassersteinPatchLoss(reference, patch_size=6, n_scales=1, n_reference_patches=args.n_reference_patches,
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     flow.eval()
     results = evaluate(flow, physics, load_validation(args.data_dir, args.factor), args.val_samples, device)
     metrics = {
-        "component": "wppflow", "train_file": train_file.name, "steps": step, "seconds": time.monotonic() - start,
+        "component": "wppflow", "train_file": train_file.name, "reference": reference_file.name,
+        "steps": step, "seconds": time.monotonic() - start,
         "final": last, "val": results,
         "val_psnr_mean": sum(r["psnr_mean"] for r in results) / max(len(results), 1),
         "val_corr_std_abs_error": sum(r["corr_std_abs_error"] for r in results) / max(len(results), 1),

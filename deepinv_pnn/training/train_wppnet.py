@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -71,13 +72,26 @@ def psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def find_reference(data_dir: Path, name: str | None) -> Path:
-    """``data_dir/name`` or the first ``ref_*.png`` of ``data_dir``."""
+def find_reference(data_dir: Path, name: str | None, train_file: Path | None = None) -> Path:
+    """The reference image: ``data_dir/name``; else ``ref_<material>.png`` for a training file
+    ``train_<material>_x<f>.h5``; else the only ``ref_*.png`` of ``data_dir``.
+
+    The material folder holds two references (``ref_FS.png``, sandstone, sorts before
+    ``ref_SiC.png``): taking the first one silently trained SiC networks on the sandstone's
+    patches, so several candidates without a match are refused.
+    """
     if name is not None:
         return data_dir / name
+    if train_file is not None:
+        match = re.fullmatch(r"train_(.+)_x\d+\.h5", Path(train_file).name)
+        if match and (data_dir / f"ref_{match.group(1)}.png").is_file():
+            return data_dir / f"ref_{match.group(1)}.png"
     refs = sorted(data_dir.glob("ref_*.png"))
     if not refs:
         raise FileNotFoundError(f"no ref_*.png in {data_dir}")
+    if len(refs) > 1:
+        raise ValueError(f"several reference images in {data_dir} ({', '.join(r.name for r in refs)}) and none named "
+                         f"after the training file {Path(train_file).name if train_file else None}: pass --reference")
     return refs[0]
 
 
@@ -89,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4)
-    parser.add_argument("--reference", default=None, help="reference image file in data-dir (default ref_*.png)")
+    parser.add_argument("--reference", default=None,
+                        help="reference image file in data-dir (default: ref_<material>.png of train_<material>_x<f>.h5)")
     parser.add_argument("--train-file", default=None, help="LR patches (default train_*_x{factor}.h5)")
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -110,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     data_dir = args.data_dir
     train_file = data_dir / args.train_file if args.train_file else min(data_dir.glob(f"train_*_x{args.factor}.h5"))
     lr_patches = load_h5_patches(train_file).to(device)
-    reference = load_image(find_reference(data_dir, args.reference)).to(device)
+    reference_file = find_reference(data_dir, args.reference, train_file)
+    reference = load_image(reference_file).to(device)
     physics = WPPSuperResolution(factor=args.factor).to(device)
     net = WPPNet(features=args.features, pretrained=args.init or False).to(device)
     wloss = WassersteinPatchLoss(reference, patch_size=6, n_scales=1, n_reference_patches=args.n_reference_patches,
@@ -157,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.cuda.synchronize()
             results.append({"psnr": psnr(pred.cpu(), gt), "seconds": time.monotonic() - t0})
     metrics = {
-        "component": "wppnet", "train_file": train_file.name, "steps": step, "seconds": time.monotonic() - start,
+        "component": "wppnet", "train_file": train_file.name, "reference": reference_file.name,
+        "steps": step, "seconds": time.monotonic() - start,
         "final_mse": history[-1][0] if history else None, "final_wpp": history[-1][1] if history else None,
         "val_psnr": [r["psnr"] for r in results], "val_psnr_mean": sum(r["psnr"] for r in results) / max(len(results), 1),
         "inference_seconds": [r["seconds"] for r in results], "args": {k: str(v) for k, v in vars(args).items()},
