@@ -38,14 +38,13 @@ from deepinv_pnn.baselines import TVPrior
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models import WPPFlow, WPPNet
 from deepinv_pnn.optim import AdamPatchReconstructor, PatchNR, WassersteinPatchPrior
-from deepinv_pnn.pretrained import WEIGHTS_DIR, load_state_dict
+from deepinv_pnn.pretrained import WEIGHTS_DIR
 from deepinv_pnn.sr_physics import WPPSuperResolution, aligned_upsample
 from deepinv_pnn.training.train_wppflow import correlation
 from deepinv_pnn.training.train_wppnet import psnr
 
 # data-only: Adam on the data term alone with the same steps (early stopping regularises)
 WEIGHTS = {"patchnr": "patchnr_sic.safetensors", "wppnet": "wppnet_sic_x4.safetensors",
-           "wppnet_small": "wppnet_sic_x4_small.safetensors",
            "wppflow": "wppflow_sic_x4.safetensors"}
 
 
@@ -160,22 +159,15 @@ def main(argv=None) -> dict:
 
     wdir = args.weights_dir
     nets = {}
-    for name in WEIGHTS:  # noqa: PLC0206 - the name is rewritten inside
+    for name in WEIGHTS:  # noqa: PLC0206
         path = (wdir or WEIGHTS_DIR) / WEIGHTS[name]
-        if name.split("_")[0] in args.skip:
+        if name in args.skip:
             continue
-        if name == "wppnet_small":
-            if "wppnet" in nets:
-                continue
-            name = "wppnet"
         try:
             if name == "patchnr":
                 nets[name] = PatchNR(pretrained=path, n_patches=args.nr_patches, resample=True).to(device)
             elif name == "wppnet":
-                features = 64
-                if path.is_file():  # the width is read from the file
-                    features = load_state_dict(path)["net.body.0.weight"].shape[0]
-                nets[name] = WPPNet(features=features, pretrained=path).to(device).eval()
+                nets[name] = WPPNet(pretrained=path).to(device).eval()
             else:
                 nets[name] = WPPFlow(pretrained=path).to(device).eval()
         except (FileNotFoundError, ValueError) as err:

@@ -88,12 +88,9 @@ results["patchNR"] = AdamPatchReconstructor(patchnr, lambda_reg=2e-5, steps=80, 
 from deepinv_pnn.models import WPPFlow, WPPNet
 
 std = None
-for cls, kwargs, label in ((WPPNet, {}, "WPPNet"), (WPPNet, {"features": 16}, "WPPNet"),
-                           (WPPFlow, {}, "WPPFlow mean")):
-    if label in results:
-        continue
+for cls, label in ((WPPNet, "WPPNet"), (WPPFlow, "WPPFlow mean")):
     try:
-        net = cls(pretrained=True, **kwargs).eval()
+        net = cls(pretrained=True).eval()
     except (FileNotFoundError, ValueError) as err:
         print(f"{label}: no shipped weights ({str(err)[:60]}...)")
         continue

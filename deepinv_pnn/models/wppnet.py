@@ -10,11 +10,16 @@ whose patch distribution :math:`\nu` the reconstructions must share:
     \min_\theta\ \mathbb{E}_y\Big[\operatorname{MSE}(A G_\theta(y), y)
     + \lambda\, W_2^2\big(\mu_{G_\theta(y)}, \nu\big)\Big].
 
-Here :math:`G_\theta(y) = x_0 + R_\theta(x_0)` with the back-projection
-:math:`x_0 = A^\top y / A^\top \mathbf 1` (aligned with the operator by construction, so
-any :class:`deepinv.physics.LinearPhysics` whose :math:`A^\top\mathbf 1` has no zeros
-works, whatever its factor) and :math:`R_\theta` a dilated residual CNN on the
-high-resolution grid.
+Here :math:`G_\theta(y) = x_0 + T_\theta\big(x_0, S(B_\theta(y))\big)` with the
+back-projection :math:`x_0 = A^\top y / A^\top \mathbf 1` (aligned with the operator by
+construction, whatever its blur and shift), :math:`B_\theta` a residual CNN on the
+*low-resolution* grid, :math:`S` a sub-pixel (pixel-shuffle) upsampling to the
+high-resolution grid and :math:`T_\theta` two 5x5 convolutions there. Most of the work runs
+on the :math:`f^2` times smaller grid (like the asymmetric CNN of the paper's code, which
+also upsamples late), so the network is wide and deep for its cost: the earlier
+high-resolution-grid network of this package (16 features, 0.2 s per 600x600 image)
+reached 26.26 dB on the held-out SiC slice after an hour of training, this one more in
+twelve minutes on the same two CPU cores.
 """
 
 from __future__ import annotations
@@ -43,37 +48,60 @@ def backprojection(y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> torc
     return num / den.clamp_min(1e-3 * float(den.abs().max()))
 
 
-class DilatedResidualCNN(nn.Module):
-    """``x -> x + CNN(x)``: 3x3 convolutions with dilations 1, 2, 4, 8, 4, 2, 1 (receptive field 47).
+def shipped_weights(channels: int = 1, factor: int = 4, features: int = 48, blocks: int = 6) -> str | None:
+    """The shipped weights file for this architecture (SiC x4, the default one), else ``None``."""
+    return "wppnet_sic_x4.safetensors" if (channels, factor, features, blocks) == (1, 4, 48, 6) else None
+
+
+def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    # periodic padding: the papers' operator is periodic, so are the images it observes
+    return nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode="circular")
+
+
+class SubPixelResidualCNN(nn.Module):
+    r"""``(y, x0) -> x0 + T([x0, S(B(y))])``: residual blocks on the low-resolution grid, sub-pixel upsampling by ``factor``, a 5x5 refinement on the high-resolution grid.
 
     :param int channels: image channels.
-    :param int features: width.
-    :param tuple dilations: dilation of each hidden layer.
+    :param int factor: the magnification :math:`f` (the upsampling of :math:`S`).
+    :param int features: width on the low-resolution grid.
+    :param int blocks: residual blocks (two 3x3 convolutions each) on the low-resolution grid.
+    :param int hr_features: width of the high-resolution refinement.
     """
 
-    def __init__(self, channels: int = 1, features: int = 64, dilations: tuple = (1, 2, 4, 8, 4, 2, 1)):
+    def __init__(self, channels: int = 1, factor: int = 4, features: int = 48, blocks: int = 6,
+                 hr_features: int = 16):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(channels, features, 3, padding=1), nn.ReLU()]
-        for d in dilations:
-            layers += [nn.Conv2d(features, features, 3, padding=d, dilation=d, padding_mode="circular"), nn.ReLU()]
-        layers.append(nn.Conv2d(features, channels, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        self.head = _conv(channels, features, 3)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(_conv(features, features, 3), nn.ReLU(), _conv(features, features, 3)) for _ in range(blocks)
+        )
+        self.upsample = nn.Sequential(nn.ReLU(), _conv(features, channels * factor**2, 3), nn.PixelShuffle(factor))
+        self.refine = nn.Sequential(_conv(2 * channels, hr_features, 5), nn.ReLU(), _conv(hr_features, channels, 5))
+        # the untrained network returns the back-projection
+        nn.init.zeros_(self.refine[-1].weight)
+        nn.init.zeros_(self.refine[-1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, y: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        h = self.head(y)
+        for block in self.blocks:
+            h = h + block(h)
+        return x0 + self.refine(torch.cat([x0, self.upsample(h)], dim=1))
 
 
 class WPPNet(dinv.models.Reconstructor):
-    r"""Superresolution reconstructor :math:`G_\theta(y) = x_0 + R_\theta(x_0)`, :math:`x_0 = A^\top y / A^\top\mathbf 1`.
+    r"""Superresolution reconstructor :math:`G_\theta(y) = x_0 + T_\theta(x_0, S(B_\theta(y)))`, :math:`x_0 = A^\top y / A^\top\mathbf 1`.
 
     Trained by :mod:`deepinv_pnn.training.train_wppnet` from low-resolution data and one
-    reference image (loss :math:`\operatorname{MSE}(AG(y), y) + \lambda W_2^2`).
+    reference image (loss :math:`\operatorname{MSE}(AG(y), y) + \lambda W_2^2`). Works with
+    any :class:`deepinv.physics.LinearPhysics` that magnifies by ``factor`` (its adjoint maps
+    an ``h x w`` observation to ``factor h x factor w``) and whose :math:`A^\top\mathbf 1` has no zeros.
 
     :param int channels: image channels.
-    :param int features: width of the residual CNN.
-    :param bool | str pretrained: ``True`` loads the shipped SiC x4 weights; a path loads a file.
+    :param int factor: the magnification the network is built for.
+    :param int features: width on the low-resolution grid.
+    :param int blocks: residual blocks on the low-resolution grid.
+    :param bool | str pretrained: ``True`` loads the shipped SiC x4 weights (the default
+        architecture); a path loads a file.
 
     :Examples:
 
@@ -81,23 +109,32 @@ class WPPNet(dinv.models.Reconstructor):
     >>> from deepinv_pnn.models import WPPNet
     >>> from deepinv_pnn.sr_physics import WPPSuperResolution
     >>> physics = WPPSuperResolution(factor=4)
-    >>> WPPNet(features=8)(torch.rand(1, 1, 10, 10), physics).shape
+    >>> WPPNet(features=8, blocks=1)(torch.rand(1, 1, 10, 10), physics).shape
     torch.Size([1, 1, 40, 40])
     """
 
-    def __init__(self, channels: int = 1, features: int = 64, pretrained: bool | str | os.PathLike = False):
+    def __init__(self, channels: int = 1, factor: int = 4, features: int = 48, blocks: int = 6,
+                 pretrained: bool | str | os.PathLike = False):
         super().__init__()
-        self.channels = channels
-        self.net = DilatedResidualCNN(channels, features)
-        default = "wppnet_sic_x4.safetensors" if features == 64 else "wppnet_sic_x4_small.safetensors"
-        load_pretrained(self, pretrained, default)
+        if int(factor) < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        self.channels, self.factor = int(channels), int(factor)
+        self.net = SubPixelResidualCNN(self.channels, self.factor, features, blocks)
+        load_pretrained(self, pretrained, shipped_weights(channels, factor, features, blocks))
 
     def forward(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, **kwargs) -> torch.Tensor:
         r"""High-resolution reconstruction of ``y``.
 
         :param torch.Tensor y: ``[B, C, h, w]`` observation.
-        :param deepinv.physics.LinearPhysics physics: the forward operator.
+        :param deepinv.physics.LinearPhysics physics: the forward operator (magnification ``factor``).
         """
         check_image(y, "y", channels=self.channels)
         check_physics(physics)
-        return self.net(backprojection(y, physics))
+        x0 = backprojection(y, physics)
+        expected = (self.factor * y.shape[-2], self.factor * y.shape[-1])
+        if tuple(x0.shape[-2:]) != expected:
+            raise ValueError(
+                f"WPPNet was built for factor {self.factor}: an observation of {tuple(y.shape[-2:])} pixels needs "
+                f"a physics whose adjoint gives {expected}, got {tuple(x0.shape[-2:])}"
+            )
+        return self.net(y, x0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from deepinv_pnn.data import load_image
 from deepinv_pnn.pretrained import WEIGHTS_DIR
+from deepinv_pnn.problems import SR_FACTOR
 from deepinv_pnn.registry import Component, register
 
 
@@ -33,10 +34,10 @@ def build_patchnr(pretrained: bool | str | None = None, **kwargs):
 
 def build_wppnet(pretrained: bool | str | None = None, **kwargs):
     """WPPNet with the shipped SiC x4 weights when they exist (``pretrained=None``)."""
-    from deepinv_pnn.models.wppnet import WPPNet
+    from deepinv_pnn.models.wppnet import WPPNet, shipped_weights
 
     if pretrained is None:
-        shipped = {64: "wppnet_sic_x4.safetensors", 16: "wppnet_sic_x4_small.safetensors"}.get(kwargs.get("features", 64))
+        shipped = shipped_weights(**{k: kwargs[k] for k in ("channels", "factor", "features", "blocks") if k in kwargs})
         pretrained = shipped is not None and (WEIGHTS_DIR / shipped).is_file()
     return WPPNet(pretrained=pretrained, **kwargs)
 
@@ -91,8 +92,9 @@ register(
         name="wppnet",
         kind="reconstructor",
         factory=build_wppnet,
-        description="WPPNet: superresolution network trained from LR data + one reference (Altekrueger & Hertrich 2023)",
-        defaults={"features": 16},
+        description="WPPNet: superresolution network trained from LR data + one reference (Altekrueger & Hertrich 2023);"
+        " built for the sr problem's x2, untrained there (WPPNet(pretrained=True): the shipped SiC x4 network)",
+        defaults={"factor": SR_FACTOR},
         problems=("sr",),
         channels=(1,),
     )

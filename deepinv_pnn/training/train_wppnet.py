@@ -3,6 +3,9 @@ r"""Train a WPPNet for x4 superresolution from low-resolution patches and one re
 Loss (Altekrüger & Hertrich 2023): :math:`\operatorname{MSE}(A G_\theta(y), y) + \lambda W_2^2(\mu_{G_\theta(y)}, \nu)`,
 with the patches of the whole batch pooled into one empirical measure and the reference
 patch measure :math:`\nu` drawn from ``ref_*.png``. No high-resolution training image is used.
+Every ``--val-every`` steps the network is measured on the validation pairs and the best
+weights so far are kept (the paper's code keeps its minimum-validation-error epoch); the
+validation pairs are other slices than the benchmark's held-out ``val_SiC.png``.
 
 Usage::
 
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reference", default=None,
                         help="reference image file in data-dir (default: ref_<material>.png of train_<material>_x<f>.h5)")
     parser.add_argument("--train-file", default=None, help="LR patches (default train_*_x{factor}.h5)")
-    parser.add_argument("--features", type=int, default=64)
+    parser.add_argument("--features", type=int, default=48, help="width on the low-resolution grid")
+    parser.add_argument("--blocks", type=int, default=6, help="residual blocks on the low-resolution grid")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--lam", type=float, default=0.02, help="weight of the Wasserstein patch loss")
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=10**9)
     parser.add_argument("--center", action="store_true",
                         help="subtract each patch's mean in the WPP loss (the WPPNets code's default)")
-    parser.add_argument("--init", type=Path, default=None, help="start from these weights (same --features)")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (same architecture)")
+    parser.add_argument("--val-every", type=int, default=100, help="steps between validations (best weights kept)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -128,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     reference_file = find_reference(data_dir, args.reference, train_file)
     reference = load_image(reference_file).to(device)
     physics = WPPSuperResolution(factor=args.factor).to(device)
-    net = WPPNet(features=args.features, pretrained=args.init or False).to(device)
+    net = WPPNet(factor=args.factor, features=args.features, blocks=args.blocks,
+                 pretrained=args.init or False).to(device)
+    validation = [(gt, obs.to(device)) for gt, obs in load_validation(data_dir, args.factor)]
     wloss = WassersteinPatchLoss(reference, patch_size=6, n_scales=1, n_reference_patches=args.n_reference_patches,
                                  psi_iters=args.psi_iters, seed=args.seed, n_patches=args.n_patches,
                                  center=args.center).to(device)
@@ -137,9 +144,26 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tqdm import tqdm
 
+    def validate() -> list[dict]:
+        net.eval()
+        results = []
+        with torch.no_grad():
+            for gt, obs in validation:
+                t0 = time.monotonic()
+                pred = net(obs, physics)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                results.append({"psnr": psnr(pred.cpu(), gt), "seconds": time.monotonic() - t0})
+        net.train()
+        return results
+
+    def mean_psnr(results: list[dict]) -> float:
+        return sum(r["psnr"] for r in results) / max(len(results), 1)
+
     budget = 60 * args.minutes
     start = time.monotonic()
-    step, history = 0, []
+    step, history, curve = 0, [], []
+    best = (-math.inf, None, 0)  # (validation PSNR, weights, step)
     bar = tqdm(desc="WPPNet", unit="step")
     while time.monotonic() - start < budget and step < args.max_steps:
         frac = min(1.0, (time.monotonic() - start) / budget)
@@ -147,8 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
             group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         idx = torch.randint(0, len(lr_patches), (args.batch_size,), device=device, generator=generator)
         y = lr_patches[idx]
-        if torch.rand((), device=device, generator=generator) < 0.5:  # flips keep the LR/HR grids aligned
-            y = y.flip(-1)
+        # flips keep the LR/HR grids aligned (a symmetric kernel, periodic boundaries, a shift by whole LR pixels)
+        flips = torch.rand(2, device=device, generator=generator) < 0.5
+        y = y.flip(-1) if flips[0] else y
+        y = y.flip(-2) if flips[1] else y
         pred = net(y, physics)
         mse = ((physics.A(pred) - y) ** 2).mean()
         wpp = wloss(pred)
@@ -158,30 +184,35 @@ def main(argv: list[str] | None = None) -> dict:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         step += 1
-        history.append((float(mse), float(wpp)))
+        history.append((float(mse.detach()), float(wpp.detach())))
         bar.update(1)
-        bar.set_postfix(mse=f"{float(mse):.2e}", wpp=f"{float(wpp):.3f}")
+        bar.set_postfix(mse=f"{history[-1][0]:.2e}", wpp=f"{history[-1][1]:.3f}", best=f"{best[0]:.2f}")
+        if step % args.val_every == 0:
+            value = mean_psnr(validate())
+            curve.append((step, value))
+            if value > best[0]:
+                best = (value, {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
     bar.close()
 
-    net.eval()
-    results = []
-    with torch.no_grad():
-        for gt, obs in load_validation(data_dir, args.factor):
-            t0 = time.monotonic()
-            pred = net(obs.to(device), physics)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            results.append({"psnr": psnr(pred.cpu(), gt), "seconds": time.monotonic() - t0})
+    final = validate()
+    if best[1] is not None and best[0] > mean_psnr(final):
+        net.load_state_dict(best[1])
+        results = validate()
+    else:
+        results, best = final, (mean_psnr(final), None, step)
     metrics = {
         "component": "wppnet", "train_file": train_file.name, "reference": reference_file.name,
         "steps": step, "seconds": time.monotonic() - start,
         "final_mse": history[-1][0] if history else None, "final_wpp": history[-1][1] if history else None,
-        "val_psnr": [r["psnr"] for r in results], "val_psnr_mean": sum(r["psnr"] for r in results) / max(len(results), 1),
+        "val_psnr": [r["psnr"] for r in results], "val_psnr_mean": mean_psnr(results), "kept_step": best[2],
+        "final_val_psnr_mean": mean_psnr(final), "val_curve": curve,
         "inference_seconds": [r["seconds"] for r in results], "args": {k: str(v) for k, v in vars(args).items()},
     }
-    save_weights(net.cpu(), args.out, metadata={"component": "wppnet", "features": args.features, "factor": args.factor})
+    save_weights(net.cpu(), args.out, metadata={"component": "wppnet", "features": args.features,
+                                                "blocks": args.blocks, "factor": args.factor})
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps({k: metrics[k] for k in ("steps", "val_psnr_mean", "final_mse", "final_wpp")}))
+    print(json.dumps({k: metrics[k] for k in ("steps", "kept_step", "val_psnr_mean", "final_val_psnr_mean",
+                                              "final_mse", "final_wpp")}))
     return metrics
 
 
