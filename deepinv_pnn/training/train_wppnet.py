@@ -2,7 +2,7 @@ r"""Train a WPPNet for x4 superresolution from low-resolution patches and one re
 
 Loss (Altekrüger & Hertrich 2023): :math:`\operatorname{MSE}(A G_\theta(y), y) + \lambda W_2^2(\mu_{G_\theta(y)}, \nu)`,
 with the patches of the whole batch pooled into one empirical measure and the reference
-patch measure :math:`\nu` drawn from ``ref_*.png``. No high-resolution training image is used.
+patch measure :math:`\nu` drawn from ``ref_<material>.png``. No high-resolution training image is used.
 Every ``--val-every`` steps the network is measured on the validation pairs and the best
 weights so far are kept (the paper's code keeps its minimum-validation-error epoch); the
 validation pairs are other slices than the benchmark's held-out ``val_SiC.png``.
