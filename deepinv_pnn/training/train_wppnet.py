@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     budget = 60 * args.minutes
     start = time.monotonic()
     step, history, curve = 0, [], []
-    best = (-math.inf, None, 0)  # (validation PSNR, weights, step)
+    best = (-math.inf, None, 0, [])  # (validation PSNR, weights, step, per-pair results)
     bar = tqdm(desc="WPPNet", unit="step")
     while time.monotonic() - start < budget and step < args.max_steps:
         frac = min(1.0, (time.monotonic() - start) / budget)
@@ -188,18 +188,18 @@ def main(argv: list[str] | None = None) -> dict:
         bar.update(1)
         bar.set_postfix(mse=f"{history[-1][0]:.2e}", wpp=f"{history[-1][1]:.3f}", best=f"{best[0]:.2f}")
         if step % args.val_every == 0:
-            value = mean_psnr(validate())
-            curve.append((step, value))
-            if value > best[0]:
-                best = (value, {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
+            results = validate()
+            curve.append((step, mean_psnr(results)))
+            if curve[-1][1] > best[0]:
+                best = (curve[-1][1], {k: v.detach().clone() for k, v in net.state_dict().items()}, step, results)
     bar.close()
 
     final = validate()
     if best[1] is not None and best[0] > mean_psnr(final):
         net.load_state_dict(best[1])
-        results = validate()
+        results = best[3]
     else:
-        results, best = final, (mean_psnr(final), None, step)
+        results, best = final, (mean_psnr(final), None, step, final)
     metrics = {
         "component": "wppnet", "train_file": train_file.name, "reference": reference_file.name,
         "steps": step, "seconds": time.monotonic() - start,
