@@ -71,9 +71,26 @@ def test_shipped_wppnet_explains_the_data_better_than_the_backprojection():
     assert residual_net < 0.8 * residual_x0
 
 
+def test_shipped_wppflow_samples_fit_the_data_and_spread_where_the_image_has_structure():
+    # its held-out PSNR and std/error correlation are measured by benchmarks/bench_patch_sr.py;
+    # here: the shipped file loads, its mean explains an observation better than the
+    # back-projection, and the spread is larger on the image's edges than on its flat parts
+    flow = WPPFlow(pretrained=True).eval()
+    physics = WPPSuperResolution(factor=4)
+    x = load_image("grass", size=96)
+    y = physics.A(x)
+    with torch.no_grad():
+        mean, std = flow.mean_std(y, physics, n=8, generator=torch.Generator().manual_seed(0))
+        residual_x0 = (physics.A(backprojection(y, physics)) - y).norm()
+    assert (physics.A(mean) - y).norm() < 0.9 * residual_x0  # measured 0.88x
+    edges = dinv.models.TVDenoiser.nabla(mean).norm(dim=-1)
+    strong = edges > edges.median()
+    assert float(std[strong].mean()) > 1.1 * float(std[~strong].mean())  # measured 1.16x
+
+
 def test_wppflow_is_invertible_in_z_with_exact_logdet():
     torch.manual_seed(0)
-    flow = WPPFlow(n_blocks=2, hidden=8, cond_features=4, temperature=0.5).double()
+    flow = WPPFlow(features=4, blocks=1, n_blocks=2, hidden=8, cond_features=4, temperature=0.5).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -86,6 +103,41 @@ def test_wppflow_is_invertible_in_z_with_exact_logdet():
     assert torch.allclose(logdet, torch.linalg.slogdet(jac)[1], atol=1e-8)
     mean, std = flow.mean_std(y, physics, n=4)
     assert mean.shape == std.shape == (1, 1, 8, 8) and float(std.min()) >= 0
+
+
+def test_wppflow_samples_spread_around_the_loaded_wppnet_output():
+    torch.manual_seed(0)
+    physics = WPPSuperResolution(factor=4)
+    net = WPPNet(features=4, blocks=1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    flow = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, temperature=1e-3).load_backbone(net)
+    y = torch.rand(2, 1, 6, 6)
+    with torch.no_grad():
+        estimate = net(y, physics)
+        assert torch.allclose(flow.base(y, physics), estimate)
+        assert not torch.allclose(estimate, backprojection(y, physics), atol=1e-3)
+        # a cold flow (tiny temperature) gives samples within a few thousandths of the base image
+        mean, std = flow.mean_std(y, physics, n=3, generator=torch.Generator().manual_seed(0))
+    assert (mean - estimate).abs().max() < 0.02 and 0 < float(std.max()) < 0.02
+    with pytest.raises(ValueError, match="does not fit"):
+        WPPFlow(features=8, blocks=1).load_backbone(net)
+
+
+def test_wppflow_refuses_bad_arguments():
+    flow = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2)
+    y = torch.rand(1, 1, 6, 6)
+    with pytest.raises(ValueError, match="built for factor 4"):
+        flow.sample(torch.rand(1, 1, 16, 16), dinv.physics.Downsampling(img_size=(1, 32, 32), filter="gaussian", factor=2))
+    with pytest.raises(ValueError, match="n must be"):
+        flow.sample(y, WPPSuperResolution(factor=4), n=0)
+    with pytest.raises(ValueError, match="z must have"):
+        flow.generate(torch.randn(1, 1, 8, 8), y, WPPSuperResolution(factor=4))
+    with pytest.raises(TypeError, match="LinearPhysics"):
+        flow.sample(y, lambda x: x)
+    with pytest.raises(ValueError, match="temperature"):
+        WPPFlow(temperature=0.0)
 
 
 def test_pooled_wasserstein_loss_is_differentiable_and_warm_started():

@@ -1,4 +1,4 @@
-"""The WPPNet recipe: runs end to end on a tiny data folder and keeps its best validated weights."""
+"""The WPPNet and WPPFlow recipes: run end to end on a tiny data folder and keep their best validated weights."""
 
 import json
 
@@ -9,9 +9,9 @@ import skimage.data
 import skimage.io
 import torch
 
-from deepinv_pnn.models import WPPNet
+from deepinv_pnn.models import WPPFlow, WPPNet
 from deepinv_pnn.sr_physics import WPPSuperResolution
-from deepinv_pnn.training import train_wppnet
+from deepinv_pnn.training import train_wppflow, train_wppnet
 
 
 def make_data(folder):
@@ -58,3 +58,33 @@ def test_reference_follows_the_training_material(tmp_path):
         train_wppnet.find_reference(tmp_path, None, tmp_path / "train_grass_x4.h5")
     (tmp_path / "ref_FS.png").unlink()
     assert train_wppnet.find_reference(tmp_path, None, tmp_path / "train_grass_x4.h5") == tmp_path / "ref_SiC.png"
+
+
+def test_wppflow_recipe_starts_from_a_wppnet_and_keeps_the_best(tmp_path):
+    make_data(tmp_path)
+    net_file = tmp_path / "net.safetensors"
+    torch.manual_seed(1)
+    net = WPPNet(features=4, blocks=1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    from deepinv_pnn.pretrained import save_weights
+
+    save_weights(net, net_file)
+    out = tmp_path / "flow.safetensors"
+    common = ["--data-dir", str(tmp_path), "--minutes", "5", "--features", "4", "--blocks", "1", "--n-blocks", "1",
+              "--hidden", "4", "--cond-features", "2", "--batch-size", "2", "--n-reference-patches", "100",
+              "--psi-iters", "2", "--val-samples", "2", "--seed", "0"]
+    metrics = train_wppflow.main(common + ["--out", str(out), "--max-steps", "4", "--val-every", "2",
+                                           "--backbone-init", str(net_file), "--lr", "1e-2"])
+    assert metrics["steps"] == 4 and [c[0] for c in metrics["val_curve"]] == [2, 4]
+    best_step, best_value, _ = max(metrics["val_curve"], key=lambda c: c[1])
+    assert metrics["kept_step"] == best_step and abs(metrics["val_psnr_mean"] - best_value) < 1e-6
+    flow = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, pretrained=out)
+    # the base network started from the WPPNet and moved at a tenth of the learning rate
+    moved = max(float((a - b).detach().abs().max()) for a, b in zip(flow.backbone.parameters(), net.net.parameters()))
+    assert 0 < moved < 0.05
+    with pytest.raises(ValueError, match="no shipped WPPNet"):
+        train_wppflow.main(common + ["--out", str(out), "--max-steps", "1", "--backbone-init", "shipped"])
+    with pytest.raises(ValueError, match="neither"):
+        train_wppflow.main(common + ["--out", str(out), "--max-steps", "1", "--backbone-init", "missing.pt"])

@@ -13,11 +13,15 @@ so its samples approximate a posterior whose spread is kept alive by the log-det
 (entropy) term. Mean and pixel-wise standard deviation of samples give a reconstruction
 with an uncertainty map.
 
-Here :math:`T_\theta(z; y) = x_0 + \mathcal{U}(f_\theta(\mathcal{S}(\tau z); c(x_0)))` with
-:math:`x_0` the normalised back-projection of ``y``, :math:`\mathcal{S}`/:math:`\mathcal{U}`
+Here :math:`T_\theta(z; y) = \hat x(y) + \mathcal{U}(f_\theta(\mathcal{S}(\tau z); c(\hat x(y))))`
+with :math:`\hat x` the network of :class:`~deepinv_pnn.models.WPPNet` (the *base*, trained
+with the flow; the recipe starts it from the shipped WPPNet), :math:`\mathcal{S}`/:math:`\mathcal{U}`
 space-to-depth and its inverse, :math:`f_\theta` a chain of [ActNorm, invertible 1x1
 convolution, conditional affine coupling] blocks and :math:`c` a CNN feature map of
-:math:`x_0`.
+:math:`\hat x`. Built on the back-projection instead, the earlier flow's sample mean stayed
+below bicubic interpolation on the held-out SiC slice (25.35 dB); the shipped flow's mean is
+at 26.97 dB, its std map correlates with the absolute error (+0.17 pixel-wise, +0.52 on
+32-pixel blocks; see the patch-prior user guide).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import deepinv as dinv
 import torch
 from torch import nn
 
-from deepinv_pnn.models.wppnet import backprojection, check_physics
+from deepinv_pnn.models.wppnet import SubPixelResidualCNN, WPPNet, checked_backprojection
 from deepinv_pnn.nn.flows import (
     ActNorm,
     AffineCoupling,
@@ -40,29 +44,35 @@ from deepinv_pnn.nn.flows import (
     unsqueeze,
 )
 from deepinv_pnn.pretrained import load_pretrained
-from deepinv_pnn.validation import check_image
 
 
 class WPPFlow(dinv.models.Reconstructor):
     r"""Conditional normalizing flow :math:`x = T_\theta(z; y)` for superresolution.
 
     ``forward(y, physics)`` returns the mean of ``n_samples`` samples; :meth:`sample`
-    returns samples with their log-determinants, :meth:`mean_std` mean and pixel-wise std.
+    returns samples, :meth:`generate` a sample with its log-determinant, :meth:`mean_std`
+    mean and pixel-wise std, :meth:`base` the image :math:`\hat x(y)` the flow adds its
+    :math:`z`-dependent residual to.
 
     :param int channels: image channels.
+    :param int factor: the magnification the flow is built for.
+    :param int features: width of the base network :math:`\hat x` on the low-resolution grid.
+    :param int blocks: residual blocks of the base network.
     :param int n_blocks: conditional flow blocks.
     :param int hidden: width of the coupling CNNs.
     :param int cond_features: channels of the condition feature map.
     :param float temperature: :math:`\tau`, the standard deviation of the latent noise.
     :param int n_samples: samples averaged by :meth:`forward`.
-    :param bool | str pretrained: ``True`` loads the shipped SiC x4 weights; a path a file.
+    :param bool | str pretrained: ``True`` loads the shipped SiC x4 weights (the default
+        architecture); a path a file.
+    :param int seed: seed of the invertible 1x1 convolutions' initialisation.
 
     :Examples:
 
     >>> import torch
     >>> from deepinv_pnn.models import WPPFlow
     >>> from deepinv_pnn.sr_physics import WPPSuperResolution
-    >>> flow = WPPFlow(n_blocks=2, hidden=8, cond_features=4)
+    >>> flow = WPPFlow(features=8, blocks=1, n_blocks=2, hidden=8, cond_features=4)
     >>> mean, std = flow.mean_std(torch.rand(1, 1, 6, 6), WPPSuperResolution(4), n=3)
     >>> mean.shape, std.shape
     (torch.Size([1, 1, 24, 24]), torch.Size([1, 1, 24, 24]))
@@ -71,6 +81,9 @@ class WPPFlow(dinv.models.Reconstructor):
     def __init__(
         self,
         channels: int = 1,
+        factor: int = 4,
+        features: int = 48,
+        blocks: int = 6,
         n_blocks: int = 6,
         hidden: int = 64,
         cond_features: int = 32,
@@ -80,9 +93,14 @@ class WPPFlow(dinv.models.Reconstructor):
         seed: int = 0,
     ):
         super().__init__()
-        self.channels = channels
-        self.temperature = temperature
+        if int(factor) < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.channels, self.factor = int(channels), int(factor)
+        self.temperature = float(temperature)
         self.n_samples = n_samples
+        self.backbone = SubPixelResidualCNN(self.channels, self.factor, features, blocks)
         squeezed = 4 * channels
         self.condition = nn.Sequential(
             nn.Conv2d(squeezed, cond_features, 3, padding=1), nn.ReLU(),
@@ -90,44 +108,64 @@ class WPPFlow(dinv.models.Reconstructor):
             nn.Conv2d(cond_features, cond_features, 3, padding=4, dilation=4), nn.ReLU(),
             nn.Conv2d(cond_features, cond_features, 3, padding=1),
         )
-        blocks: list[nn.Module] = []
+        flow_blocks: list[nn.Module] = []
         for k in range(n_blocks):
-            blocks += [
+            flow_blocks += [
                 ActNorm(squeezed),
                 InvertibleMixing(squeezed, seed=seed + k),
                 AffineCoupling(squeezed, conv_net(hidden), cond_channels=cond_features),
             ]
-        self.flow = SequentialFlow(blocks)
+        self.flow = SequentialFlow(flow_blocks)
         # the ActNorms start as the identity; data initialisation would tie them to the first batch of z
-        for block in blocks:
+        for block in flow_blocks:
             if isinstance(block, ActNorm):
                 block.initialized.fill_(True)
         load_pretrained(self, pretrained, "wppflow_sic_x4.safetensors")
 
-    def generate(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
-        r""":math:`(T_\theta(z; y), \log|\det\nabla_z T_\theta|)` for latent ``z`` of the high-resolution shape."""
-        check_image(y, "y", channels=self.channels)
-        check_physics(physics)
-        x0 = backprojection(y, physics)
-        if z.shape != x0.shape:
-            raise ValueError(f"z must have the high-resolution shape {tuple(x0.shape)}, got {tuple(z.shape)}")
-        x0s = squeeze(x0)
-        cond = self.condition(x0s)
+    def load_backbone(self, wppnet: WPPNet) -> WPPFlow:
+        """Copy the weights of a :class:`~deepinv_pnn.models.WPPNet` of the same architecture into the base network."""
+        try:
+            self.backbone.load_state_dict(wppnet.net.state_dict())
+        except RuntimeError as err:
+            raise ValueError(f"the WPPNet does not fit the flow's base network: {err}") from err
+        return self
+
+    def _condition(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__)
+        if x0.shape[-2] % 2 or x0.shape[-1] % 2:
+            raise ValueError(f"WPPFlow needs an even high-resolution size, got {tuple(x0.shape[-2:])}")
+        x_hat = self.backbone(y, x0)
+        return x_hat, self.condition(squeeze(x_hat))
+
+    def _push(self, z: torch.Tensor, x_hat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, logdet = self.flow(squeeze(self.temperature * z), cond)
         logdet = logdet + z[0].numel() * math.log(self.temperature)
-        return x0 + unsqueeze(out), logdet
+        return x_hat + unsqueeze(out), logdet
+
+    def base(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> torch.Tensor:
+        r"""The base image :math:`\hat x(y)` the flow adds its residual to (trained with the flow, so
+        the sample mean, not :math:`\hat x`, is the estimate to use)."""
+        x0 = checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__)
+        return self.backbone(y, x0)
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
+        r""":math:`(T_\theta(z; y), \log|\det\nabla_z T_\theta|)` for latent ``z`` of the high-resolution shape."""
+        x_hat, cond = self._condition(y, physics)
+        if z.shape != x_hat.shape:
+            raise ValueError(f"z must have the high-resolution shape {tuple(x_hat.shape)}, got {tuple(z.shape)}")
+        return self._push(z, x_hat, cond)
 
     def sample(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, n: int = 1,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` samples per observation: ``[n, B, C, H, W]``."""
-        check_image(y, "y", channels=self.channels)
-        check_physics(physics)
-        x0 = backprojection(y, physics)
+        """``n`` samples per observation: ``[n, B, C, H, W]`` (the base image is computed once)."""
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        x_hat, cond = self._condition(y, physics)
         samples = []
-        for _ in range(n):
-            z = torch.randn(x0.shape, generator=generator, device=y.device, dtype=y.dtype) if generator is not None \
-                else torch.randn_like(x0)
-            samples.append(self.generate(z, y, physics)[0])
+        for _ in range(int(n)):
+            z = torch.randn(x_hat.shape, generator=generator, device=y.device, dtype=y.dtype) if generator is not None \
+                else torch.randn_like(x_hat)
+            samples.append(self._push(z, x_hat, cond)[0])
         return torch.stack(samples)
 
     @torch.no_grad()
