@@ -46,8 +46,11 @@ def build_wppflow(pretrained: bool | str | None = None, **kwargs):
     """WPPFlow with the shipped SiC x4 weights when they exist (``pretrained=None``)."""
     from deepinv_pnn.models.wppflow import WPPFlow
 
-    if pretrained is None:
-        pretrained = (WEIGHTS_DIR / "wppflow_sic_x4.safetensors").is_file() and not kwargs
+    if pretrained is None:  # the shipped file fits the default architecture only (the registry's x2 problem gets none)
+        default = {"channels": 1, "factor": 4, "features": 48, "blocks": 6, "n_blocks": 6, "hidden": 64,
+                   "cond_features": 32}
+        pretrained = (WEIGHTS_DIR / "wppflow_sic_x4.safetensors").is_file() and all(
+            kwargs.get(k, v) == v for k, v in default.items())
     return WPPFlow(pretrained=pretrained, **kwargs)
 
 
@@ -106,7 +109,7 @@ register(
         kind="reconstructor",
         factory=build_wppflow,
         description="WPPFlow: conditional normalizing flow for SR; forward = mean of 8 samples, mean_std() for uncertainty",
-        defaults={},
+        defaults={"factor": SR_FACTOR},
         problems=("sr",),
         channels=(1,),
     )

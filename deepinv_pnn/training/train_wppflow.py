@@ -75,6 +75,7 @@ def validated(flow: WPPFlow, physics, pairs, n_samples: int, device) -> list[dic
 
 
 def mean_of(results: list[dict], key: str) -> float:
+    """Mean of ``key`` over the per-pair validation results (0 for none)."""
     return sum(r[key] for r in results) / max(len(results), 1)
 
 
