@@ -131,10 +131,9 @@ class WPPFlow(dinv.models.Reconstructor):
         return self
 
     def _condition(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> tuple[torch.Tensor, torch.Tensor]:
-        x0 = checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__)
-        if x0.shape[-2] % 2 or x0.shape[-1] % 2:
-            raise ValueError(f"WPPFlow needs an even high-resolution size, got {tuple(x0.shape[-2:])}")
-        x_hat = self.backbone(y, x0)
+        x_hat = self.base(y, physics)
+        if x_hat.shape[-2] % 2 or x_hat.shape[-1] % 2:
+            raise ValueError(f"WPPFlow needs an even high-resolution size, got {tuple(x_hat.shape[-2:])}")
         return x_hat, self.condition(squeeze(x_hat))
 
     def _push(self, z: torch.Tensor, x_hat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,6 +43,7 @@ from deepinv_pnn.models.wppnet import WPPNet, shipped_weights
 from deepinv_pnn.optim.wpp import WassersteinPatchLoss
 from deepinv_pnn.pretrained import WEIGHTS_DIR, save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
+from deepinv_pnn.training.best_step import BestValidated
 from deepinv_pnn.training.train_wppnet import find_reference, load_h5_patches, load_validation, psnr
 
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     budget = 60 * args.minutes
     start = time.monotonic()
     step, last, curve = 0, {}, []
-    best = (-math.inf, None, 0, [])  # (validation PSNR of the mean, weights, step, per-pair results)
+    best = BestValidated()  # by the validation PSNR of the sample mean
     bar = tqdm(desc="WPPFlow", unit="step")
     while time.monotonic() - start < budget and step < args.max_steps:
         frac = min(1.0, (time.monotonic() - start) / budget)
@@ -179,20 +180,15 @@ def main(argv: list[str] | None = None) -> dict:
         step += 1
         last = {"fidelity": float(fidelity.detach()), "wpp": float(wpp.detach()), "logdet": float(logdet.detach().mean())}
         bar.update(1)
-        bar.set_postfix(fid=f"{last['fidelity']:.3f}", wpp=f"{last['wpp']:.3f}", best=f"{best[0]:.2f}")
+        bar.set_postfix(fid=f"{last['fidelity']:.3f}", wpp=f"{last['wpp']:.3f}", best=f"{best.value:.2f}")
         if step % args.val_every == 0:
             results = validated(flow, physics, validation, args.val_samples, device)
             curve.append((step, mean_of(results, "psnr_mean"), mean_of(results, "corr_std_abs_error")))
-            if curve[-1][1] > best[0]:
-                best = (curve[-1][1], {k: v.detach().clone() for k, v in flow.state_dict().items()}, step, results)
+            best.offer(curve[-1][1], flow, step, results)
     bar.close()
 
     final = validated(flow, physics, validation, args.val_samples, device)
-    if best[1] is not None and best[0] > mean_of(final, "psnr_mean"):
-        flow.load_state_dict(best[1])
-        results, kept = best[3], best[2]
-    else:
-        results, kept = final, step
+    results, kept = best.keep(flow, mean_of(final, "psnr_mean"), final, step)
     flow.eval()
     metrics = {
         "component": "wppflow", "train_file": train_file.name, "reference": reference_file.name,

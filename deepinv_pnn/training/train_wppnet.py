@@ -33,6 +33,7 @@ from deepinv_pnn.models.wppnet import WPPNet
 from deepinv_pnn.optim.wpp import WassersteinPatchLoss
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
+from deepinv_pnn.training.best_step import BestValidated
 
 
 def load_h5_patches(path: str | Path) -> torch.Tensor:
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     budget = 60 * args.minutes
     start = time.monotonic()
     step, history, curve = 0, [], []
-    best = (-math.inf, None, 0, [])  # (validation PSNR, weights, step, per-pair results)
+    best = BestValidated()
     bar = tqdm(desc="WPPNet", unit="step")
     while time.monotonic() - start < budget and step < args.max_steps:
         frac = min(1.0, (time.monotonic() - start) / budget)
@@ -186,25 +187,20 @@ def main(argv: list[str] | None = None) -> dict:
         step += 1
         history.append((float(mse.detach()), float(wpp.detach())))
         bar.update(1)
-        bar.set_postfix(mse=f"{history[-1][0]:.2e}", wpp=f"{history[-1][1]:.3f}", best=f"{best[0]:.2f}")
+        bar.set_postfix(mse=f"{history[-1][0]:.2e}", wpp=f"{history[-1][1]:.3f}", best=f"{best.value:.2f}")
         if step % args.val_every == 0:
             results = validate()
             curve.append((step, mean_psnr(results)))
-            if curve[-1][1] > best[0]:
-                best = (curve[-1][1], {k: v.detach().clone() for k, v in net.state_dict().items()}, step, results)
+            best.offer(curve[-1][1], net, step, results)
     bar.close()
 
     final = validate()
-    if best[1] is not None and best[0] > mean_psnr(final):
-        net.load_state_dict(best[1])
-        results = best[3]
-    else:
-        results, best = final, (mean_psnr(final), None, step, final)
+    results, kept = best.keep(net, mean_psnr(final), final, step)
     metrics = {
         "component": "wppnet", "train_file": train_file.name, "reference": reference_file.name,
         "steps": step, "seconds": time.monotonic() - start,
         "final_mse": history[-1][0] if history else None, "final_wpp": history[-1][1] if history else None,
-        "val_psnr": [r["psnr"] for r in results], "val_psnr_mean": mean_psnr(results), "kept_step": best[2],
+        "val_psnr": [r["psnr"] for r in results], "val_psnr_mean": mean_psnr(results), "kept_step": kept,
         "final_val_psnr_mean": mean_psnr(final), "val_curve": curve,
         "inference_seconds": [r["seconds"] for r in results], "args": {k: str(v) for k, v in vars(args).items()},
     }
