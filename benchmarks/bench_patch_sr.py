@@ -5,7 +5,8 @@ a smoke test only: the SiC grains are 100-200 pixels wide, so a small crop's pat
 distribution is far from the reference's and WPP then *must* fail), degraded by
 the WPP papers' operator (:class:`deepinv_pnn.sr_physics.WPPSuperResolution`) with noise
 0.01: PSNR of aligned bicubic, TV, WPP, patchNR, WPPNet and the WPPFlow sample mean; the
-correlation of WPPFlow's pixel-wise std with the absolute error; and the inference time of
+correlation of WPPFlow's pixel-wise std with the absolute error and the mean CRPS of its 16
+samples (:func:`deepinv_pnn.uncertainty.sample_crps`); and the inference time of
 WPPNet against per-image WPP optimisation (ratio). Regularisation weights of TV, WPP and
 patchNR are chosen on a 300x300 crop of a *training* slice (``SiC_slices/slice1.png``),
 never on the validation slice (WPP's jointly with the TV denoising of its reference,
@@ -40,8 +41,9 @@ from deepinv_pnn.models import WPPFlow, WPPNet
 from deepinv_pnn.optim import AdamPatchReconstructor, PatchNR, WassersteinPatchPrior
 from deepinv_pnn.pretrained import WEIGHTS_DIR
 from deepinv_pnn.sr_physics import WPPSuperResolution, aligned_upsample
-from deepinv_pnn.training.train_wppflow import correlation
 from deepinv_pnn.training.train_wppnet import psnr
+from deepinv_pnn.uncertainty import pearson_correlation as correlation
+from deepinv_pnn.uncertainty import sample_crps
 
 # data-only: Adam on the data term alone with the same steps (early stopping regularises)
 WEIGHTS = {"patchnr": "patchnr_sic.safetensors", "wppnet": "wppnet_sic_x4.safetensors",
@@ -192,10 +194,16 @@ def main(argv=None) -> dict:
         report("wppnet")
     if "wppflow" in nets:
         g = torch.Generator(device=device).manual_seed(0)
-        (mean, std), times["wppflow_16_samples"] = timed(lambda: nets["wppflow"].mean_std(y, physics, n=16, generator=g), device)
+        with torch.no_grad():
+            samples, times["wppflow_16_samples"] = timed(
+                lambda: nets["wppflow"].sample(y, physics, n=16, generator=g), device)
+        mean, std = samples.mean(0), samples.std(0)
         rows["wppflow_mean"] = psnr(mean.cpu(), val.cpu())
         report("wppflow_mean")
         err = (mean.clamp(0, 1) - val).abs().cpu()
+        # proper score of the samples (centre and spread together; the mean absolute error if no spread)
+        extra["wppflow_crps"] = round(float(sample_crps(samples.cpu(), val.cpu()).mean()), 5)
+        extra["wppflow_mean_abs_error"] = round(float(err.mean()), 5)
         extra["wppflow_corr_std_abs_error"] = correlation(std.cpu(), err)
         # the same on b x b block means: a pixel-wise correlation is dominated by the samples' grain
         pool = torch.nn.functional.avg_pool2d

@@ -78,8 +78,10 @@ def test_wppflow_recipe_starts_from_a_wppnet_and_keeps_the_best(tmp_path):
     metrics = train_wppflow.main(common + ["--out", str(out), "--max-steps", "4", "--val-every", "2",
                                            "--backbone-init", str(net_file), "--lr", "1e-2"])
     assert metrics["steps"] == 4 and [c[0] for c in metrics["val_curve"]] == [2, 4]
-    best_step, best_value, _ = max(metrics["val_curve"], key=lambda c: c[1])
-    assert metrics["kept_step"] == best_step and abs(metrics["val_psnr_mean"] - best_value) < 1e-6
+    # kept by the samples' CRPS (lower is better) by default
+    best_step, _, best_crps, _ = min(metrics["val_curve"], key=lambda c: c[2])
+    assert metrics["kept_step"] == best_step and abs(metrics["val_crps"] - best_crps) < 1e-9
+    assert 0 < metrics["val_crps"] < 0.5
     flow = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, pretrained=out)
     # the base network started from the WPPNet and moved at a tenth of the learning rate
     moved = max(float((a - b).detach().abs().max()) for a, b in zip(flow.backbone.parameters(), net.net.parameters()))
@@ -88,3 +90,21 @@ def test_wppflow_recipe_starts_from_a_wppnet_and_keeps_the_best(tmp_path):
         train_wppflow.main(common + ["--out", str(out), "--max-steps", "1", "--backbone-init", "shipped"])
     with pytest.raises(ValueError, match="neither"):
         train_wppflow.main(common + ["--out", str(out), "--max-steps", "1", "--backbone-init", "missing.pt"])
+
+
+def test_wppflow_recipe_selects_by_psnr_and_centres_antithetic_pairs(tmp_path):
+    make_data(tmp_path)
+    common = ["--data-dir", str(tmp_path), "--minutes", "5", "--features", "4", "--blocks", "1", "--n-blocks", "1",
+              "--hidden", "4", "--cond-features", "2", "--batch-size", "2", "--n-reference-patches", "100",
+              "--psi-iters", "2", "--val-samples", "2", "--seed", "0", "--backbone-init", "none", "--lr", "1e-2",
+              "--max-steps", "4", "--val-every", "2"]
+    metrics = train_wppflow.main(common + ["--out", str(tmp_path / "a.safetensors"), "--select", "psnr"])
+    best_step, best_psnr, _, _ = max(metrics["val_curve"], key=lambda c: c[1])
+    assert metrics["kept_step"] == best_step and abs(metrics["val_psnr_mean"] - best_psnr) < 1e-9
+    # the centring penalty is computed (finite, positive) and trains like the plain loss
+    centred = train_wppflow.main(common + ["--out", str(tmp_path / "b.safetensors"), "--centre-weight", "1"])
+    assert centred["steps"] == 4 and 0 < centred["final"]["centre"] < 100
+    assert metrics["final"]["centre"] == 0
+    with pytest.raises(SystemExit):
+        train_wppflow.main(common + ["--out", str(tmp_path / "c.safetensors"), "--centre-weight", "1",
+                                     "--batch-size", "1"])

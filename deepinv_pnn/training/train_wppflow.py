@@ -22,9 +22,12 @@ Usage::
     python -m deepinv_pnn.training.train_wppflow --data-dir ../shared/data/material \
         --out wppflow_sic_x4.safetensors --device cuda --minutes 3 --seed 0
 
-Validation (on ``val_*_x4.h5`` or ``val_*.png``) every ``--val-every`` steps: PSNR of the
-sample mean (the weights of the best validation are kept) and the Pearson correlation between
-the pixel-wise sample standard deviation and the absolute error.
+Validation (on ``val_*_x4.h5`` or ``val_*.png``) every ``--val-every`` steps: the mean CRPS of
+the samples (:func:`~deepinv_pnn.uncertainty.sample_crps`, a proper scoring rule: it rewards an
+accurate centre and a calibrated spread together), the PSNR of the sample mean and the Pearson
+correlation between the pixel-wise sample standard deviation and the absolute error. The
+weights of the best validation by ``--select`` (CRPS by default) are kept: the PSNR of the mean
+alone prefers the earliest steps, before the spread has learned where the error is.
 """
 
 from __future__ import annotations
@@ -45,25 +48,24 @@ from deepinv_pnn.pretrained import WEIGHTS_DIR, save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
 from deepinv_pnn.training.best_step import BestValidated
 from deepinv_pnn.training.train_wppnet import find_reference, load_h5_patches, load_validation, psnr
+from deepinv_pnn.uncertainty import pearson_correlation, sample_crps
 
-
-def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Pearson correlation of two tensors (flattened)."""
-    a, b = a.flatten().double(), b.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-30))
+# the validation score each --select keeps the best step by, as "higher is better"
+SELECTION = {"crps": lambda results: -mean_of(results, "crps"), "psnr": lambda results: mean_of(results, "psnr_mean")}
 
 
 @torch.no_grad()
 def evaluate(flow: WPPFlow, physics, pairs, n_samples: int, device, seed: int = 0) -> list[dict]:
-    """PSNR of the sample mean and the correlation of the std map with the absolute error, per validation pair."""
+    """Per validation pair: PSNR of the sample mean, mean CRPS of the samples (lower is better) and
+    the correlation of the std map with the absolute error of the mean."""
     out = []
     g = torch.Generator(device=device).manual_seed(seed)
     for gt, obs in pairs:
-        mean, std = flow.mean_std(obs.to(device), physics, n=n_samples, generator=g)
-        err = (mean.clamp(0, 1).cpu() - gt).abs()
-        out.append({"psnr_mean": psnr(mean.cpu(), gt), "corr_std_abs_error": correlation(std.cpu(), err),
-                    "mean_std": float(std.mean())})
+        samples = flow.sample(obs.to(device), physics, n=n_samples, generator=g).cpu()
+        mean, std = samples.mean(0), samples.std(0)
+        err = (mean.clamp(0, 1) - gt).abs()
+        out.append({"psnr_mean": psnr(mean, gt), "crps": float(sample_crps(samples, gt).mean()),
+                    "corr_std_abs_error": pearson_correlation(std, err), "mean_std": float(std.mean())})
     return out
 
 
@@ -113,6 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--backbone-lr-scale", type=float, default=0.1,
                         help="learning rate of the base network relative to --lr")
     parser.add_argument("--val-every", type=int, default=200, help="steps between validations (best weights kept)")
+    parser.add_argument("--select", choices=sorted(SELECTION), default="crps",
+                        help="validation score of the kept step: the samples' CRPS (proper: centre and spread) "
+                             "or the PSNR of their mean")
+    parser.add_argument("--centre-weight", type=float, default=0.0,
+                        help="weight of a penalty on the mean of antithetic residual pairs (z, -z), which keeps "
+                             "the sample mean on the base network's output (0: off)")
     parser.add_argument("--n-blocks", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--cond-features", type=int, default=32)
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=10**9)
     args = parser.parse_args(argv)
 
+    if args.centre_weight < 0 or (args.centre_weight > 0 and args.batch_size < 2):
+        parser.error("--centre-weight must be >= 0, and > 0 needs --batch-size >= 2 (antithetic pairs)")
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = True  # the patch-distance matrix products dominate; TF32 is ample for argmins
     device = torch.device(args.device)
@@ -159,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     budget = 60 * args.minutes
     start = time.monotonic()
     step, last, curve = 0, {}, []
-    best = BestValidated()  # by the validation PSNR of the sample mean
+    best = BestValidated()  # by the --select score
     bar = tqdm(desc="WPPFlow", unit="step")
     while time.monotonic() - start < budget and step < args.max_steps:
         frac = min(1.0, (time.monotonic() - start) / budget)
@@ -169,39 +179,51 @@ def main(argv: list[str] | None = None) -> dict:
         y = lr_patches[idx]
         hr_shape = (y.shape[0], y.shape[1], args.factor * y.shape[2], args.factor * y.shape[3])
         z = torch.randn(hr_shape, device=device, generator=generator)
-        x, logdet = flow.generate(z, y, physics)
+        centre = torch.zeros((), device=device)
+        if args.centre_weight > 0:  # half the batch's observations, each with z and -z
+            half = y.shape[0] // 2
+            y = torch.cat([y[:half], y[:half]])
+            z = torch.cat([z[:half], -z[:half]])
+            x, logdet = flow.generate(z, y, physics)
+            # (x(z) + x(-z)) / 2 - x_hat = the mean of the residuals of the pair
+            centre = ((x[:half] + x[half:]) / 2 - flow.base(y[:half], physics)).pow(2).sum() / (2 * half)
+        else:
+            x, logdet = flow.generate(z, y, physics)
         fidelity = ((physics.A(x) - y) ** 2).sum() / (2 * y.shape[0])
         wpp = wloss(x)
-        loss = fidelity + args.lam * wpp - args.sigma**2 * logdet.mean()
+        loss = fidelity + args.lam * wpp - args.sigma**2 * logdet.mean() + args.centre_weight * centre
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
         optimizer.step()
         step += 1
-        last = {"fidelity": float(fidelity.detach()), "wpp": float(wpp.detach()), "logdet": float(logdet.detach().mean())}
+        last = {"fidelity": float(fidelity.detach()), "wpp": float(wpp.detach()), "logdet": float(logdet.detach().mean()),
+                "centre": float(centre.detach())}
         bar.update(1)
-        bar.set_postfix(fid=f"{last['fidelity']:.3f}", wpp=f"{last['wpp']:.3f}", best=f"{best.value:.2f}")
+        bar.set_postfix(fid=f"{last['fidelity']:.3f}", wpp=f"{last['wpp']:.3f}", best=f"{best.value:.4g}")
         if step % args.val_every == 0:
             results = validated(flow, physics, validation, args.val_samples, device)
-            curve.append((step, mean_of(results, "psnr_mean"), mean_of(results, "corr_std_abs_error")))
-            best.offer(curve[-1][1], flow, step, results)
+            curve.append((step, mean_of(results, "psnr_mean"), mean_of(results, "crps"),
+                          mean_of(results, "corr_std_abs_error")))
+            best.offer(SELECTION[args.select](results), flow, step, results)
     bar.close()
 
     final = validated(flow, physics, validation, args.val_samples, device)
-    results, kept = best.keep(flow, mean_of(final, "psnr_mean"), final, step)
+    results, kept = best.keep(flow, SELECTION[args.select](final), final, step)
     flow.eval()
     metrics = {
         "component": "wppflow", "train_file": train_file.name, "reference": reference_file.name,
         "backbone_init": str(backbone_file), "steps": step, "kept_step": kept, "seconds": time.monotonic() - start,
         "final": last, "val": results, "val_curve": curve,
         "val_psnr_mean": mean_of(results, "psnr_mean"),
+        "val_crps": mean_of(results, "crps"),
         "val_corr_std_abs_error": mean_of(results, "corr_std_abs_error"),
         "final_val_psnr_mean": mean_of(final, "psnr_mean"),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     save_weights(flow.cpu(), args.out, metadata={"component": "wppflow", "factor": args.factor})
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps({k: metrics[k] for k in ("steps", "kept_step", "val_psnr_mean", "val_corr_std_abs_error",
+    print(json.dumps({k: metrics[k] for k in ("steps", "kept_step", "val_psnr_mean", "val_crps", "val_corr_std_abs_error",
                                               "final_val_psnr_mean")}))
     return metrics
 
