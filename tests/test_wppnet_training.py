@@ -76,7 +76,8 @@ def test_wppflow_recipe_starts_from_a_wppnet_and_keeps_the_best(tmp_path):
               "--hidden", "4", "--cond-features", "2", "--batch-size", "2", "--n-reference-patches", "100",
               "--psi-iters", "2", "--val-samples", "2", "--seed", "0"]
     metrics = train_wppflow.main(common + ["--out", str(out), "--max-steps", "4", "--val-every", "2",
-                                           "--backbone-init", str(net_file), "--lr", "1e-2"])
+                                           "--backbone-init", str(net_file), "--lr", "1e-2",
+                                           "--backbone-lr-scale", "0.1"])
     assert metrics["steps"] == 4 and [c[0] for c in metrics["val_curve"]] == [2, 4]
     # kept by the samples' CRPS (lower is better) by default
     best_step, _, best_crps, _ = min(metrics["val_curve"], key=lambda c: c[2])
@@ -98,13 +99,19 @@ def test_wppflow_recipe_selects_by_psnr_and_centres_antithetic_pairs(tmp_path):
               "--hidden", "4", "--cond-features", "2", "--batch-size", "2", "--n-reference-patches", "100",
               "--psi-iters", "2", "--val-samples", "2", "--seed", "0", "--backbone-init", "none", "--lr", "1e-2",
               "--max-steps", "4", "--val-every", "2"]
-    metrics = train_wppflow.main(common + ["--out", str(tmp_path / "a.safetensors"), "--select", "psnr"])
+    metrics = train_wppflow.main(common + ["--out", str(tmp_path / "a.safetensors"), "--select", "psnr",
+                                           "--centre-weight", "0"])
     best_step, best_psnr, _, _ = max(metrics["val_curve"], key=lambda c: c[1])
     assert metrics["kept_step"] == best_step and abs(metrics["val_psnr_mean"] - best_psnr) < 1e-9
-    # the centring penalty is computed (finite, positive) and trains like the plain loss
-    centred = train_wppflow.main(common + ["--out", str(tmp_path / "b.safetensors"), "--centre-weight", "1"])
-    assert centred["steps"] == 4 and 0 < centred["final"]["centre"] < 100
     assert metrics["final"]["centre"] == 0
+    # by default: the centring penalty is on (finite, positive) and the base network stays fixed
+    centred = train_wppflow.main(common + ["--out", str(tmp_path / "b.safetensors")])
+    assert centred["steps"] == 4 and 0 < centred["final"]["centre"] < 100
+    torch.manual_seed(0)  # as the recipe does before building the flow
+    start = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, seed=0)
+    trained = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, pretrained=tmp_path / "b.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(start.backbone.parameters(), trained.backbone.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(start.flow.parameters(), trained.flow.parameters()))
     with pytest.raises(SystemExit):
         train_wppflow.main(common + ["--out", str(tmp_path / "c.safetensors"), "--centre-weight", "1",
                                      "--batch-size", "1"])
