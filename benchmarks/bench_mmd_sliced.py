@@ -30,8 +30,9 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    the fitted log-log slope (theory: -1/2).
 4. Where the time of the sliced value + gradient goes at N = M = 10^4 (CPU float32, process
    CPU seconds, best of 20): the two matrix products (projection, back-projection) and the
-   sort of the packed 64-bit keys, timed alone with the kernel's own primitives, and the
-   rest (packing, ranks and counts, scatter, value) as the difference to the whole call.
+   packing and sort of the 64-bit keys (by the sort the kernel chose on this machine; the
+   other one timed too, for comparison), timed alone with the kernel's own primitives, and
+   the rest (ranks and counts, scatter, value) as the difference to the whole call.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ import torch  # noqa: E402
 from _memory import peak_memory_mib  # noqa: E402
 
 from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz  # noqa: E402
+from deepinv_pnn.sampling.packed_keys import pack_and_sort, sort_method  # noqa: E402
 from deepinv_pnn.sampling.sliced_mmd_cpu import uses_numba  # noqa: E402
 
 SEQUENCE = 4  # sliced calls per round of section 1 (the first follows the exact method)
@@ -167,17 +169,21 @@ def breakdown(n, d, p, repeats=20):
         z[:, :n].addmm_(xi.T, x.T, beta=0)
         z[:, n:].addmm_(xi.T, y.T, beta=0)
 
-    def sort():  # the whole [P, 2n] array, sorted in cache-sized row blocks as the kernel does
+    def sort(method):  # the whole [P, 2n] array, sorted in cache-sized row blocks as the kernel does
         rows = max(1, 2**18 // (2 * n))
         for r in range(0, p, rows):
             block = keys[r : r + rows]
-            block[...] = z.numpy()[r : r + rows]
-            block.view(np.int64)[...] |= index
-            block.sort(axis=1)
+            if uses_numba():  # the kernel's own packing and sort
+                pack_and_sort(z.numpy()[r : r + rows], block, block.view(np.int64), method)
+            else:  # about what the NumPy passes do
+                block[...] = z.numpy()[r : r + rows]
+                block.view(np.int64)[...] |= index
+                block.sort(axis=1)
 
+    used = sort_method() if uses_numba() else "numpy"
     parts = {
         "projection x, y (2 GEMM)": project,
-        "copy + pack + sort of the keys": sort,
+        f"pack + sort of the keys ({used}, used)": lambda: sort(used),
         "back-projection (GEMM)": lambda: torch.mm(grad[:, :n].T, xi.T),
         "whole call": lambda: sliced_mmd_riesz(x, y, projections=xi, return_grad=True),
     }
@@ -186,6 +192,10 @@ def breakdown(n, d, p, repeats=20):
     times["rest: ranks, counts, scatter, value"] = times["whole call"] - sum(
         t for name, t in times.items() if name != "whole call"
     )
+    if uses_numba():  # the sort that the kernel did not choose on this machine, for comparison
+        other = next(method for method in ("numpy", "radix") if method != used)
+        times[f"pack + sort of the keys ({other}, not used)"] = timed(
+            lambda: sort(other), torch.device("cpu"), repeats, cpu=True)[0][1]
     return times
 
 
@@ -221,7 +231,7 @@ def main():
     if have_keops:
         geomloss_energy(*data(100, d, device), backend="online")
     sliced_mmd_riesz(*data(1000, d, device), n_projections=p, return_grad=True)  # warm-up (CUDA init)
-    kernel = "numba loops" if uses_numba() else "NumPy passes"
+    kernel = f"numba loops, {sort_method()} sort" if uses_numba() else "NumPy passes"
     print(f"# device {device}, torch threads {torch.get_num_threads()}, d={d}, P={p}, geomloss {have_geomloss}, keops {have_keops}, "
           f"CPU float32 kernel: {kernel}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
 

@@ -9,8 +9,10 @@ import torch
 from deepinv_pnn.sampling import (
     local_projections,
     mmd_riesz,
+    packed_keys,
     random_directions,
     riesz_constant,
+    sliced_mmd_cpu,
     sliced_mmd_riesz,
     sliced_mmd_riesz_1d,
 )
@@ -149,18 +151,19 @@ def test_chunking_does_not_change_the_result():
 
 
 def _kernel_paths():
-    from deepinv_pnn.sampling import sliced_mmd_cpu
 
-    return [("numpy", 1)] + ([("numba", 1), ("numba", 2)] if sliced_mmd_cpu.numba is not None else [])
+    compiled = [("numba", "numpy", 1), ("numba", "radix", 1), ("numba", "numpy", 2), ("numba", "radix", 2)]
+    return [("numpy", "numpy", 1)] + (compiled if sliced_mmd_cpu.numba is not None else [])
 
 
-@pytest.fixture(params=_kernel_paths(), ids=lambda p: f"{p[0]}-{p[1]}threads")
+@pytest.fixture(params=_kernel_paths(), ids=lambda p: f"{p[0]}-{p[1]}sort-{p[2]}threads")
 def kernel_path(request, monkeypatch):
-    """Runs a test with the NumPy passes, and with the numba loops on 1 and 2 threads."""
-    from deepinv_pnn.sampling import sliced_mmd_cpu
+    """Runs a test with the NumPy passes, and with the numba loops (NumPy's sort of the keys
+    and the radix sort) on 1 and 2 threads."""
 
-    path, threads = request.param
+    path, sort, threads = request.param
     monkeypatch.setenv("DEEPINV_PNN_NO_NUMBA", "1" if path == "numpy" else "0")
+    monkeypatch.setenv("DEEPINV_PNN_SLICED_SORT", sort)
     assert sliced_mmd_cpu.uses_numba() == (path == "numba")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -170,7 +173,6 @@ def kernel_path(request, monkeypatch):
 
 @pytest.mark.parametrize("walk", ["split", "fused"])
 def test_cpu_float32_packed_sort_matches_the_float64_argsort_path(monkeypatch, kernel_path, walk):
-    from deepinv_pnn.sampling import sliced_mmd_cpu
 
     if walk == "split":  # segments of 64 sorted keys: 220 points end in a partial one
         monkeypatch.setattr(sliced_mmd_cpu, "_SEGMENT", 64)
@@ -205,6 +207,66 @@ def test_cpu_float32_kernel_value_is_exact_with_tied_points(kernel_path):
     value, gx, _ = sliced_cpu_float32(x, y, torch.ones(1, 1), True, False, 1e6)
     assert float(value) == pytest.approx(float(mmd_riesz(x.double(), y.double())), rel=1e-5)
     assert torch.isfinite(gx).all() and float(gx.abs().max()) <= 2 / 200 * (2 + 1 / 200)
+
+
+needs_numba = pytest.mark.skipif(sliced_mmd_cpu.numba is None, reason="the radix sort is compiled by numba")
+
+
+def _sort_test_rows():
+    gen = np.random.default_rng(12)
+    normal = gen.standard_normal((3, 5000)).astype(np.float32)
+    ties = gen.integers(-4, 5, (3, 3000)).astype(np.float32)  # many equal values of both signs
+    zeros = np.where(gen.random((2, 700)) < 0.5, 0.0, -0.0).astype(np.float32)  # signed zeros
+    tiny = (gen.standard_normal((2, 900)) * 1e-40).astype(np.float32)  # subnormal float32
+    wide = (gen.standard_normal((2, 900)) * 10.0 ** gen.integers(-30, 30, (2, 900))).astype(np.float32)
+    return {"normal": normal, "ties": ties, "zeros": zeros, "tiny": tiny, "wide": wide, "one": normal[:2, :1]}
+
+
+@needs_numba
+@pytest.mark.parametrize("case", list(_sort_test_rows()))
+def test_radix_sort_gives_the_keys_of_numpy_sort(case):
+    from deepinv_pnn.sampling.packed_keys import INDEX_MASK, pack_and_sort
+
+    z = _sort_test_rows()[case]
+    out = {}
+    for sort in ("numpy", "radix"):
+        keys = np.empty(z.shape, dtype=np.float64)
+        pack_and_sort(z.copy(), keys, keys.view(np.int64), sort)
+        out[sort] = keys.view(np.int64).copy()
+    assert np.array_equal(out["numpy"], out["radix"])
+    bits = out["radix"]
+    index = (bits & INDEX_MASK) ^ ((bits >> 63) & INDEX_MASK)
+    values = np.take_along_axis(z, index, axis=1)
+    for row, idx in zip(values, index):
+        assert sorted(idx.tolist()) == list(range(z.shape[1]))  # a permutation
+        assert np.all(np.diff(row.astype(np.float64)) >= 0)  # in increasing order
+        # equal values (of either sign) in increasing index order; -0.0 before +0.0
+        same = row[1:] == row[:-1]
+        same &= np.signbit(row[1:]) == np.signbit(row[:-1])
+        assert np.all(np.diff(idx)[same] > 0)
+        assert not np.any(~np.signbit(row[:-1]) & np.signbit(row[1:]) & (row[1:] == 0))
+
+
+@needs_numba
+def test_both_sorts_give_identical_results_and_the_choice_is_checked(monkeypatch):
+    monkeypatch.setenv("DEEPINV_PNN_NO_NUMBA", "0")
+
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randint(-3, 4, (300, 3), generator=gen).float()  # ties
+    y = torch.randn(200, 3, generator=gen)
+    xi = random_directions(3, 9, gen)
+    results = {}
+    for sort in ("numpy", "radix"):
+        monkeypatch.setenv("DEEPINV_PNN_SLICED_SORT", sort)
+        assert packed_keys.sort_method() == sort
+        results[sort] = sliced_mmd_cpu.sliced_cpu_float32(x, y, xi, True, True, 1e9)
+    for a, b in zip(results["numpy"], results["radix"]):
+        assert torch.equal(a, b)  # bit for bit: the same sorted keys, the same walk
+    monkeypatch.setenv("DEEPINV_PNN_SLICED_SORT", "auto")
+    assert packed_keys.sort_method() in ("numpy", "radix")
+    monkeypatch.setenv("DEEPINV_PNN_SLICED_SORT", "quick")
+    with pytest.raises(ValueError, match="DEEPINV_PNN_SLICED_SORT must be one of"):
+        packed_keys.sort_method()
 
 
 def _float64_path(x, y, xi):
