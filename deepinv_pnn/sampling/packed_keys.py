@@ -34,7 +34,7 @@ try:  # optional accelerator (extra "fast")
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
-__all__ = ["INDEX_MASK", "key_index", "pack_and_sort", "sort_method"]
+__all__ = ["INDEX_MASK", "key_index", "pack_and_sort", "sort_method", "sorted_indices_numpy"]
 
 INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
 INDEX_MASK = 2**INDEX_BITS - 1
@@ -164,6 +164,26 @@ def pack_and_sort(z: np.ndarray, keys: np.ndarray, bits: np.ndarray, sort: str) 
     else:
         _pack_keys(z, keys, bits)
         keys.sort(axis=1)
+
+
+def sorted_indices_numpy(keys: np.ndarray, index: np.ndarray, low: np.ndarray) -> None:
+    """The packing, sort and unpacking with NumPy passes (no numba): ``keys`` holds float64
+    values on entry and, viewed as int64, the indices of the sorted values on return.
+
+    :param numpy.ndarray keys: float64 ``[rows, n]``, the values widened from float32.
+    :param numpy.ndarray index: int64 ``0 .. n - 1``.
+    :param numpy.ndarray low: int64 scratch ``[rows, n]``.
+    """
+    bits = keys.view(np.int64)
+    np.right_shift(bits, 63, out=low)  # -1 below zero (sign bit set), else 0
+    np.bitwise_and(low, INDEX_MASK, out=low)
+    np.bitwise_xor(low, index, out=low)  # the index, complemented below zero
+    np.bitwise_or(bits, low, out=bits)
+    keys.sort(axis=1)
+    np.right_shift(bits, 63, out=low)  # as key_index
+    np.bitwise_and(low, INDEX_MASK, out=low)
+    np.bitwise_and(bits, INDEX_MASK, out=bits)
+    np.bitwise_xor(bits, low, out=bits)
 
 
 def _fastest_sort() -> str:

@@ -44,7 +44,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from deepinv_pnn.sampling.packed_keys import INDEX_BITS, INDEX_MASK, pack_and_sort, sort_method
+from deepinv_pnn.sampling.packed_keys import (
+    INDEX_BITS,
+    INDEX_MASK,
+    pack_and_sort,
+    sort_method,
+    sorted_indices_numpy,
+)
 
 try:  # optional accelerator (extra "fast"); DEEPINV_PNN_NO_NUMBA=1 forces the NumPy passes
     import numba
@@ -115,6 +121,7 @@ if numba is not None:
 
         return numba.types.float64(numba.types.int64), codegen
 
+    # reassociation lets the compiler split the running sums into several (no 4-cycle chain)
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
     def _walk_fused(bits, shifted, n, m):  # pragma: no cover - compiled
         # one pass over the sorted keys of each row: keeps the running count of particles,
@@ -314,16 +321,7 @@ def sliced_cpu_float32(
                 r = min(rows, p_c - r0)
                 k, b, lb, isx, cnt, csum = keys[:r], bits[:r], low[:r], is_x[:r], counts[:r], count_sum[:r]
                 torch.from_numpy(k).copy_(z[r0 : r0 + r])
-                # the index in the low bits, complemented below zero (as packed_keys)
-                np.right_shift(b, 63, out=lb)
-                np.bitwise_and(lb, INDEX_MASK, out=lb)
-                np.bitwise_xor(lb, index, out=lb)
-                np.bitwise_or(b, lb, out=b)
-                k.sort(axis=1)
-                np.right_shift(b, 63, out=lb)  # the index of the k-th smallest (as key_index)
-                np.bitwise_and(lb, INDEX_MASK, out=lb)
-                np.bitwise_and(b, INDEX_MASK, out=b)
-                np.bitwise_xor(b, lb, out=b)
+                sorted_indices_numpy(k, index, lb)  # b: the index of the k-th smallest
                 np.less(b, n, out=isx)
                 np.cumsum(isx, axis=1, dtype=np.int32, out=cnt[:, 1:])
                 np.add(cnt[:, 1:], cnt[:, :-1], out=csum)
