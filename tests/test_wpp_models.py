@@ -82,10 +82,10 @@ def test_shipped_wppflow_samples_fit_the_data_and_spread_where_the_image_has_str
     with torch.no_grad():
         mean, std = flow.mean_std(y, physics, n=8, generator=torch.Generator().manual_seed(0))
         residual_x0 = (physics.A(backprojection(y, physics)) - y).norm()
-    assert (physics.A(mean) - y).norm() < 0.6 * residual_x0  # measured 0.52x (session 19's flow: 0.88x)
+    assert (physics.A(mean) - y).norm() < 0.6 * residual_x0  # measured 0.50x (session 19's flow: 0.88x)
     edges = dinv.models.TVDenoiser.nabla(mean).norm(dim=-1)
     strong = edges > edges.median()
-    assert float(std[strong].mean()) > 1.1 * float(std[~strong].mean())  # measured 1.14x
+    assert float(std[strong].mean()) > 1.1 * float(std[~strong].mean())  # measured 1.12x
     # its base is the shipped WPPNet, kept fixed in training, and the centred samples average near it
     net = WPPNet(pretrained=True)
     assert all(torch.equal(a, b) for a, b in zip(flow.backbone.parameters(), net.net.parameters()))

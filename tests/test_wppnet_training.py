@@ -93,7 +93,7 @@ def test_wppflow_recipe_starts_from_a_wppnet_and_keeps_the_best(tmp_path):
         train_wppflow.main(common + ["--out", str(out), "--max-steps", "1", "--backbone-init", "missing.pt"])
 
 
-def test_wppflow_recipe_selects_by_psnr_and_centres_antithetic_pairs(tmp_path):
+def test_wppflow_recipe_selects_by_psnr_and_centres_antithetic_pairs(tmp_path, monkeypatch):
     make_data(tmp_path)
     common = ["--data-dir", str(tmp_path), "--minutes", "5", "--features", "4", "--blocks", "1", "--n-blocks", "1",
               "--hidden", "4", "--cond-features", "2", "--batch-size", "2", "--n-reference-patches", "100",
@@ -104,11 +104,23 @@ def test_wppflow_recipe_selects_by_psnr_and_centres_antithetic_pairs(tmp_path):
     best_step, best_psnr, _, _ = max(metrics["val_curve"], key=lambda c: c[1])
     assert metrics["kept_step"] == best_step and abs(metrics["val_psnr_mean"] - best_psnr) < 1e-9
     assert metrics["final"]["centre"] == 0
-    # by default: the centring penalty is on (finite, positive) and the base network stays fixed
+    # by default: the centring penalty is on (finite, positive) and the base network stays fixed,
+    # out of autograd: the gradient clipping sees the flow's own parameters only, all with gradients
+    clipped = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm, *args, **kwargs):
+        clipped.append(list(params))
+        return clip(clipped[-1], max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
     centred = train_wppflow.main(common + ["--out", str(tmp_path / "b.safetensors")])
     assert centred["steps"] == 4 and 0 < centred["final"]["centre"] < 100
     torch.manual_seed(0)  # as the recipe does before building the flow
     start = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, seed=0)
+    n_flow = sum(1 for _ in start.parameters()) - sum(1 for _ in start.backbone.parameters())
+    assert len(clipped) == 4 and all(len(params) == n_flow for params in clipped)
+    assert all(p.requires_grad and p.grad is not None for p in clipped[-1])
     trained = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, pretrained=tmp_path / "b.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(start.backbone.parameters(), trained.backbone.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(start.flow.parameters(), trained.flow.parameters()))

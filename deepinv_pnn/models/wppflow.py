@@ -21,8 +21,8 @@ convolution, conditional affine coupling] blocks and :math:`c` a CNN feature map
 :math:`\hat x`. Built on the back-projection instead, the earlier flow's sample mean stayed
 below bicubic interpolation on the held-out SiC slice (25.35 dB). Trained with antithetic
 centring (the mean of the residuals of :math:`z` and :math:`-z` pushed to zero) and kept at
-its best CRPS, the shipped flow's sample mean is at 27.90 dB there (the base alone: 28.06)
-and its std map correlates with the absolute error (+0.28 pixel-wise, +0.73 on 32-pixel
+its best CRPS, the shipped flow's sample mean is at 27.93 dB there (the base alone: 28.06)
+and its std map correlates with the absolute error (+0.27 pixel-wise, +0.73 on 32-pixel
 blocks; see the patch-prior user guide).
 """
 

@@ -16,7 +16,8 @@ pairs in a 12-minute probe), three times that weight lets the spread follow the 
 The flow's base network :math:`\hat x` (the WPPNet architecture) starts from
 ``--backbone-init`` (the shipped WPPNet by default; ``none`` for a random start) and is kept
 fixed (``--backbone-lr-scale 0``; trained with the flow it drifts to a worse estimate while
-the flow compensates). With ``--centre-weight`` :math:`w > 0` (1 by default) half the batch's
+the flow compensates). A fixed base is out of autograd: no backward pass through it, and the
+gradient clipping (norm 1) sees only the flow's own gradients. With ``--centre-weight`` :math:`w > 0` (1 by default) half the batch's
 observations are drawn twice, with :math:`z` and :math:`-z`, and
 
 .. math::
@@ -168,10 +169,13 @@ def main(argv: list[str] | None = None) -> dict:
                                  psi_iters=args.psi_iters, center=True, seed=args.seed, n_patches=args.n_patches).to(device)
     backbone_params = list(flow.backbone.parameters())
     ids = {id(p) for p in backbone_params}
-    optimizer = torch.optim.Adam([
-        {"params": [p for p in flow.parameters() if id(p) not in ids], "scale": 1.0},
-        {"params": backbone_params, "scale": args.backbone_lr_scale},
-    ], lr=args.lr)
+    groups = [{"params": [p for p in flow.parameters() if id(p) not in ids], "scale": 1.0}]
+    if args.backbone_lr_scale > 0:
+        groups.append({"params": backbone_params, "scale": args.backbone_lr_scale})
+    else:  # a fixed base: no backward pass through it, and its gradients do not enter the clipping
+        flow.backbone.requires_grad_(False)
+    trainable = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.Adam(groups, lr=args.lr)
     generator = torch.Generator(device=device).manual_seed(args.seed)
 
     from tqdm import tqdm
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss = fidelity + args.lam * wpp - args.sigma**2 * logdet.mean() + args.centre_weight * centre
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         step += 1
         last = {"fidelity": float(fidelity.detach()), "wpp": float(wpp.detach()), "logdet": float(logdet.detach().mean()),
