@@ -55,7 +55,27 @@ def _scratch_rows(total: int) -> tuple[np.ndarray, np.ndarray]:
     return rows[0, :total], rows[1, :total]
 
 
+def _bitcast(source, target):
+    """A numba intrinsic that reinterprets a ``source`` scalar as the ``target`` type with the
+    same bits (no memory round trip)."""
+
+    @numba.extending.intrinsic
+    def bitcast(typingctx, src):  # pragma: no cover - compiled
+        if src != source:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
+
+        return target(source), codegen
+
+    return bitcast
+
+
 if numba is not None:
+    bits_as_float64 = _bitcast(numba.types.int64, numba.types.float64)
+    _bits_as_float32 = _bitcast(numba.types.uint32, numba.types.float32)
+    _float64_as_bits = _bitcast(numba.types.float64, numba.types.int64)
 
     @numba.njit(cache=True, nogil=True)
     def _pack_keys(z, keys, bits):  # pragma: no cover - compiled
@@ -72,28 +92,6 @@ if numba is not None:
     def key_index(b):  # pragma: no cover - compiled
         # the value's index from a packed key (complemented in the keys of negative values)
         return (b & INDEX_MASK) ^ ((b >> 63) & INDEX_MASK)  # global ints: compile-time constants
-
-    @numba.extending.intrinsic
-    def _bits_as_float32(typingctx, src):  # pragma: no cover - compiled
-        # reinterpret a uint32 as the float32 with the same bits
-        if src != numba.types.uint32:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], context.get_value_type(numba.types.float32))
-
-        return numba.types.float32(numba.types.uint32), codegen
-
-    @numba.extending.intrinsic
-    def _float64_as_bits(typingctx, src):  # pragma: no cover - compiled
-        # reinterpret a float64 as the int64 with the same bits
-        if src != numba.types.float64:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], context.get_value_type(numba.types.int64))
-
-        return numba.types.int64(numba.types.float64), codegen
 
     @numba.njit(cache=True, nogil=True)
     def _radix_pack_sort(z, keys, bits, a, b):  # pragma: no cover - compiled

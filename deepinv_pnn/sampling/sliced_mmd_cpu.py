@@ -54,9 +54,8 @@ from deepinv_pnn.sampling.packed_keys import (
 
 try:  # optional accelerator (extra "fast"); DEEPINV_PNN_NO_NUMBA=1 forces the NumPy passes
     import numba
-    import numba.extending
 
-    from deepinv_pnn.sampling.packed_keys import key_index
+    from deepinv_pnn.sampling.packed_keys import bits_as_float64, key_index
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
@@ -110,17 +109,6 @@ def uses_numba() -> bool:
 
 if numba is not None:
 
-    @numba.extending.intrinsic
-    def _bits_as_float64(typingctx, src):  # pragma: no cover - compiled
-        # reinterpret an int64 as the float64 with the same bits (no memory round trip)
-        if src != numba.types.int64:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
-
-        return numba.types.float64(numba.types.int64), codegen
-
     # reassociation lets the compiler split the running sums into several (no 4-cycle chain)
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
     def _walk_fused(bits, shifted, n, m):  # pragma: no cover - compiled
@@ -143,7 +131,7 @@ if numba is not None:
                 is_x = np.int64(idx < n)
                 v = np.float32(h * (2 * count + is_x) - (2 * j + 1) * inv_m)
                 count += is_x
-                acc += _bits_as_float64(b & value_bits) * v * (cy + is_x * (cx - cy))  # z exactly
+                acc += bits_as_float64(b & value_bits) * v * (cy + is_x * (cx - cy))  # z exactly
                 shifted[r, idx] = v
             value += acc
         return value
@@ -178,7 +166,7 @@ if numba is not None:
                 for j in range(stop - start):
                     b = keys_seg[j]
                     factor = cx if key_index(b) < n else cy
-                    acc += _bits_as_float64(b & value_bits) * np.float64(walked[j]) * factor
+                    acc += bits_as_float64(b & value_bits) * np.float64(walked[j]) * factor
                 value += acc
         return value
 
