@@ -34,7 +34,7 @@ try:  # optional accelerator (extra "fast")
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
-__all__ = ["INDEX_MASK", "key_index", "pack_and_sort", "sort_method", "sorted_indices_numpy"]
+__all__ = ["INDEX_MASK", "pack_and_sort", "sort_method", "sorted_indices_numpy"]  # with numba also key_index
 
 INDEX_BITS = 29  # a float32 widened to float64 has 52 - 23 = 29 zero low mantissa bits
 INDEX_MASK = 2**INDEX_BITS - 1
@@ -93,6 +93,17 @@ if numba is not None:
         # the value's index from a packed key (complemented in the keys of negative values)
         return (b & INDEX_MASK) ^ ((b >> 63) & INDEX_MASK)  # global ints: compile-time constants
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _monotone(u):  # pragma: no cover - compiled
+        # float32 bits (as uint64) -> an unsigned integer of the same order: the sign bit set
+        # above zero, all 32 bits flipped below (branch-free)
+        return u ^ (((np.uint64(0) - (u >> np.uint64(31))) & np.uint64(0xFFFFFFFF)) | np.uint64(0x80000000))
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _float32_bits(o):  # pragma: no cover - compiled
+        # the inverse of _monotone
+        return o ^ (np.uint64(0xFFFFFFFF) - (o >> np.uint64(31)) * np.uint64(0x7FFFFFFF))
+
     @numba.njit(cache=True, nogil=True)
     def _radix_pack_sort(z, keys, bits, a, b):  # pragma: no cover - compiled
         # The keys of _pack_keys in sorted order, by a least-significant-digit radix sort of
@@ -104,7 +115,7 @@ if numba is not None:
         # float64 keys. a, b: two rows of uint64 (in the L2 cache for rows up to ~6 10^4).
         rows, total = z.shape
         zb = z.view(np.uint32)
-        low, top = np.uint64(0xFFFFFFFF), np.uint64(0x80000000)
+        low = np.uint64(0xFFFFFFFF)
         d11 = np.uint64(2047)
         s32, s11, s22, s43, s54 = np.uint64(32), np.uint64(11), np.uint64(22), np.uint64(43), np.uint64(54)
         h0 = np.empty(2048, dtype=np.int64)
@@ -115,8 +126,7 @@ if numba is not None:
             h1[:] = 0
             h2[:] = 0
             for j in range(total):
-                u = np.uint64(zb[r, j])
-                o = u ^ (((np.uint64(0) - (u >> np.uint64(31))) & low) | top)  # branch-free
+                o = _monotone(np.uint64(zb[r, j]))
                 h0[o & d11] += 1
                 h1[(o >> s11) & d11] += 1
                 h2[o >> s22] += 1
@@ -127,8 +137,7 @@ if numba is not None:
                     h[i] = acc
                     acc += c
             for j in range(total):
-                u = np.uint64(zb[r, j])
-                o = u ^ (((np.uint64(0) - (u >> np.uint64(31))) & low) | top)
+                o = _monotone(np.uint64(zb[r, j]))  # again: cheaper than storing it
                 d = o & d11
                 a[h0[d]] = (o << s32) | np.uint64(j)
                 h0[d] += 1
@@ -142,9 +151,8 @@ if numba is not None:
                 d = k >> s54
                 pos = h2[d]
                 h2[d] += 1
-                o = k >> s32
-                u = o ^ (low - (o >> np.uint64(31)) * np.uint64(0x7FFFFFFF))  # back to float32 bits
-                packed = _float64_as_bits(np.float64(_bits_as_float32(np.uint32(u))))
+                value = _bits_as_float32(np.uint32(_float32_bits(k >> s32)))
+                packed = _float64_as_bits(np.float64(value))
                 bits[r, pos] = packed | (np.int64(k & low) ^ ((packed >> 63) & INDEX_MASK))
         return None
 
