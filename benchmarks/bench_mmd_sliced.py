@@ -58,7 +58,7 @@ import torch  # noqa: E402
 from _memory import peak_memory_mib  # noqa: E402
 
 from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz  # noqa: E402
-from deepinv_pnn.sampling.packed_keys import pack_and_sort, sort_method  # noqa: E402
+from deepinv_pnn.sampling.packed_keys import pack_and_sort, sort_method, sorted_indices_numpy  # noqa: E402
 from deepinv_pnn.sampling.sliced_mmd_cpu import uses_numba  # noqa: E402
 
 SEQUENCE = 4  # sliced calls per round of section 1 (the first follows the exact method)
@@ -164,6 +164,7 @@ def breakdown(n, d, p, repeats=20):
     keys = np.empty((p, 2 * n))
     grad = torch.randn(p, 2 * n)
     index = np.arange(2 * n, dtype=np.int64)
+    low = np.empty((p, 2 * n), dtype=np.int64)  # scratch of the NumPy passes
 
     def project():
         z[:, :n].addmm_(xi.T, x.T, beta=0)
@@ -175,10 +176,9 @@ def breakdown(n, d, p, repeats=20):
             block = keys[r : r + rows]
             if uses_numba():  # the kernel's own packing and sort
                 pack_and_sort(z.numpy()[r : r + rows], block, block.view(np.int64), method)
-            else:  # about what the NumPy passes do
+            else:  # the NumPy passes' packing, sort and unpacking
                 block[...] = z.numpy()[r : r + rows]
-                block.view(np.int64)[...] |= index
-                block.sort(axis=1)
+                sorted_indices_numpy(block, index, low[: len(block)])
 
     used = sort_method() if uses_numba() else "numpy"
     parts = {
