@@ -4,9 +4,10 @@ Measures, on the whole held-out slice ``val_SiC.png`` (600x600; a 96x96 crop wit
 a smoke test only: the SiC grains are 100-200 pixels wide, so a small crop's patch
 distribution is far from the reference's and WPP then *must* fail), degraded by
 the WPP papers' operator (:class:`deepinv_pnn.sr_physics.WPPSuperResolution`) with noise
-0.01: PSNR of aligned bicubic, TV, WPP, patchNR, WPPNet and the WPPFlow sample mean; the
-correlation of WPPFlow's pixel-wise std with the absolute error and the mean CRPS of its 16
-samples (:func:`deepinv_pnn.uncertainty.sample_crps`); and the inference time of
+0.01: PSNR of aligned bicubic, TV, WPP, patchNR, WPPNet and the WPPFlow sample mean (of 8
+antithetic pairs, as ``WPPFlow.forward``, and of 16 independent samples); the correlation of
+the pixel-wise std of the 16 independent samples with the absolute error of their mean and
+their mean CRPS (:func:`deepinv_pnn.uncertainty.sample_crps`); and the inference time of
 WPPNet against per-image WPP optimisation (ratio). Regularisation weights of TV, WPP and
 patchNR are chosen on a 300x300 crop of a *training* slice (``SiC_slices/slice1.png``),
 never on the validation slice (WPP's jointly with the TV denoising of its reference,
@@ -193,13 +194,20 @@ def main(argv=None) -> dict:
         extra["wppnet_data_residual_rms"] = round(float((physics.A(x_net) - y).pow(2).mean().sqrt()), 4)  # noise: 0.01
         report("wppnet")
     if "wppflow" in nets:
-        g = torch.Generator(device=device).manual_seed(0)
+        # the estimate (WPPFlow.forward): the mean of 8 antithetic pairs (z, -z); the
+        # uncertainty figures: 16 independent samples (WPPFlow.mean_std), whose mean is
+        # reported too
         with torch.no_grad():
-            samples, times["wppflow_16_samples"] = timed(
-                lambda: nets["wppflow"].sample(y, physics, n=16, generator=g), device)
-        mean, std = samples.mean(0), samples.std(0)
-        rows["wppflow_mean"] = psnr(mean.cpu(), val.cpu())
+            g = torch.Generator(device=device).manual_seed(0)
+            pairs, times["wppflow_16_samples"] = timed(
+                lambda: nets["wppflow"].sample(y, physics, n=16, generator=g, antithetic=True), device)
+            g = torch.Generator(device=device).manual_seed(0)
+            samples = nets["wppflow"].sample(y, physics, n=16, generator=g)
+        rows["wppflow_mean"] = psnr(pairs.mean(0).cpu(), val.cpu())
         report("wppflow_mean")
+        mean, std = samples.mean(0), samples.std(0)
+        rows["wppflow_mean_indep"] = psnr(mean.cpu(), val.cpu())
+        report("wppflow_mean_indep")
         err = (mean.clamp(0, 1) - val).abs().cpu()
         # proper score of the samples (centre and spread together; the mean absolute error if no spread)
         extra["wppflow_crps"] = round(float(sample_crps(samples.cpu(), val.cpu()).mean()), 5)
@@ -232,7 +240,7 @@ def main(argv=None) -> dict:
     print(f"x4 SR, {'SiC val_SiC.png' if have_data else 'grass'} {size}, noise 0.01, device {device}")
     print(f"{'method':<14}{'PSNR dB':>9}{'- bicubic':>11}{'- TV':>8}{'time s':>10}")
     for name, value in rows.items():
-        t = times.get(name, times.get("wppflow_16_samples") if name == "wppflow_mean" else None)
+        t = times.get(name, times.get("wppflow_16_samples") if name.startswith("wppflow_mean") else None)
         ts = f"{t:10.3f}" if t is not None else " " * 10
         print(f"{name:<14}{value:9.2f}{value - rows['bicubic']:11.2f}{value - rows['tv']:8.2f}{ts}")
     for key, value in extra.items():

@@ -197,10 +197,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.centre_weight > 0:  # half the batch's observations, each with z and -z
             half = y.shape[0] // 2
             y = torch.cat([y[:half], y[:half]])
-            x_hat, cond = flow._condition(y[:half], physics)  # once for both members of each pair
-            x, logdet = flow._push(torch.cat([z[:half], -z[:half]]), x_hat.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))
+            pair, logdet, x_hat = flow.generate_antithetic(z[:half], y[:half], physics)
             # (x(z) + x(-z)) / 2 - x_hat = the mean of the residuals of the pair
-            centre = ((x[:half] + x[half:]) / 2 - x_hat).pow(2).sum() / (2 * half)
+            centre = (pair.mean(0) - x_hat).pow(2).sum() / (2 * half)
+            x, logdet = pair.flatten(0, 1), logdet.flatten()
         else:
             x, logdet = flow.generate(z, y, physics)
         fidelity = ((physics.A(x) - y) ** 2).sum() / (2 * y.shape[0])
