@@ -8,6 +8,8 @@ given and what was expected, instead of failing later (or silently) inside a sol
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -112,3 +114,97 @@ def check_positive(value: object, name: str, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """Check that an iteration count or size is an integer ``>= minimum`` and return it as int.
+
+    Integral floats (``3.0``) are accepted; ``2.5``, booleans, NaN and non-numbers are not.
+
+    :param value: the value to check.
+    :param str name: the argument's name, used in error messages.
+    :param int minimum: the smallest accepted value.
+    :return: ``int(value)``.
+
+    :Examples:
+
+    >>> from deepinv_pnn.validation import check_count
+    >>> check_count(3.0, "max_iter")
+    3
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")) or int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_batch_values(value: object, batch: int, name: str) -> object:
+    """Check that a per-sample parameter (noise level, step size, weight) is a number or a
+    tensor with one value, or one value per sample (``[B]``, or ``[B, 1, ..., 1]``).
+
+    :param value: the parameter.
+    :param int batch: the batch size ``B`` of the image it applies to.
+    :param str name: the argument's name, used in error messages.
+    :return: ``value`` unchanged.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() > 1:
+        per_sample = value.shape[0] == batch and value.numel() == batch
+        if not per_sample:
+            raise ValueError(
+                f"{name} must be a number, a 0-d tensor or one value per sample ([B] = [{batch}]), "
+                f"got shape {tuple(value.shape)}"
+            )
+    return value
+
+
+def check_dtype_matches(module: torch.nn.Module, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` has the floating-point dtype of ``module``'s parameters.
+
+    :param torch.nn.Module module: the network (its first floating-point parameter decides).
+    :param torch.Tensor x: the input.
+    :param str name: the argument's name, used in error messages.
+    :return: ``x`` unchanged.
+    :raises TypeError: naming both dtypes and the remedy.
+    """
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but {type(module).__name__}'s parameters are {dtype}: "
+            f"pass {dtype} inputs or convert the model with .to({dtype if x.dtype is None else x.dtype})"
+        )
+    return x
+
+
+@contextmanager
+def physics_must_fit(y: torch.Tensor, owner: str, name: str = "physics") -> Iterator[None]:
+    """Turn a shape error of deepinv's operator, on the first application of ``physics`` to the
+    observation, into a :class:`ValueError` that names the shapes.
+
+    :param torch.Tensor y: the observation.
+    :param str owner: the component, used in error messages.
+    :param str name: the argument's name, used in error messages.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_pnn.validation import physics_must_fit
+    >>> physics = dinv.physics.Inpainting(img_size=(1, 16, 16), mask=0.5)
+    >>> y = torch.rand(1, 1, 8, 8)
+    >>> with physics_must_fit(y, "my solver"):
+    ...     physics.A_adjoint(y)
+    Traceback (most recent call last):
+    ...
+    ValueError: my solver: physics does not fit the observation of shape (1, 1, 8, 8) ...
+    """
+    try:
+        yield
+    except RuntimeError as err:
+        raise ValueError(
+            f"{owner}: {name} does not fit the observation of shape {tuple(y.shape)} "
+            f"(built for another image size?): {err}"
+        ) from err
