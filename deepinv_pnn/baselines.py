@@ -9,7 +9,8 @@ from __future__ import annotations
 import deepinv as dinv
 import torch
 
-from deepinv_pnn.validation import check_image, check_sigma
+from deepinv_pnn.optim.weighted_tv import require_batch
+from deepinv_pnn.validation import check_count, check_image, check_positive, check_sigma
 
 
 class TVDenoiser(dinv.models.TVDenoiser):
@@ -36,7 +37,9 @@ class TVDenoiser(dinv.models.TVDenoiser):
     def __init__(
         self, scale: float = 1.0, n_it_max: int = 1000, crit: float = 1e-5, warm_start: bool = False
     ):
-        super().__init__(n_it_max=n_it_max, crit=crit)
+        check_positive(scale, "scale", allow_zero=True)
+        check_positive(crit, "crit", allow_zero=True)
+        super().__init__(n_it_max=check_count(n_it_max, "n_it_max"), crit=crit)
         self.scale = scale
         self.warm_start = warm_start
 
@@ -64,16 +67,16 @@ class TVPrior(dinv.optim.TVPrior):
     """
 
     def fn(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        check_image(x)
+        require_batch(check_image(x))
         # vector_norm's derivative at 0 is 0 (a subgradient); sqrt(sum(.^2)) would give NaN.
         norms = torch.linalg.vector_norm(self.nabla(x), dim=-1)
         return norms.reshape(x.shape[0], -1).sum(-1)
 
     def grad(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        check_image(x)
+        require_batch(check_image(x))
         return super().grad(x, *args, **kwargs)
 
     def prox(self, x: torch.Tensor, *args, gamma: float = 1.0, **kwargs) -> torch.Tensor:
-        check_image(x)
+        require_batch(check_image(x))
         check_sigma(gamma, "gamma")
         return super().prox(x, *args, gamma=gamma, **kwargs)

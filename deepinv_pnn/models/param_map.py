@@ -28,8 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepinv_pnn.models.unrolled_pdhg import DATA_TERMS, UnrolledPDHG
+from deepinv_pnn.optim.weighted_tv import require_batch
 from deepinv_pnn.pretrained import load_pretrained, shipped_path
-from deepinv_pnn.validation import check_image, check_positive
+from deepinv_pnn.validation import (
+    check_count,
+    check_dtype_matches,
+    check_image,
+    check_positive,
+    physics_must_fit,
+)
 
 WEIGHTS = {"denoise": "tvmap_denoise.safetensors", "deblur": "tvmap_deblur.safetensors"}
 DEFAULT_N_ITER = 64
@@ -73,9 +80,11 @@ class MapUNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, widths: tuple = (16, 32, 64)):
         super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if len(widths) < 1 or min(widths) < 1:
-            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
+        if not isinstance(widths, (tuple, list)):
+            raise TypeError(f"widths must be a tuple of positive ints, got {type(widths).__name__}")
+        if len(widths) < 1:
+            raise ValueError("widths must be a non-empty tuple of positive ints, got ()")
+        widths = tuple(check_count(w, f"widths[{i}]") for i, w in enumerate(widths))
         self.widths = widths
         self.down = nn.ModuleList()
         c = in_channels
@@ -182,8 +191,8 @@ class TVParameterMapNet(dinv.models.Reconstructor):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
-        if pretrained is True and problem not in WEIGHTS:
-            raise ValueError(f"problem must be one of {tuple(WEIGHTS)} for pretrained=True, got {problem!r}")
+        if problem not in WEIGHTS:
+            raise ValueError(f"problem must be one of {tuple(WEIGHTS)}, got {problem!r}")
         config = weights_config(pretrained, problem)
         n_iter = int(config.get("n_iter", DEFAULT_N_ITER)) if n_iter is None else n_iter
         widths = tuple(config.get("widths", DEFAULT_WIDTHS)) if widths is None else widths
@@ -227,10 +236,12 @@ class TVParameterMapNet(dinv.models.Reconstructor):
     def _check(self, y: torch.Tensor, physics) -> None:
         if not isinstance(physics, dinv.physics.LinearPhysics):
             raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
-        check_image(y, "y")
+        require_batch(check_image(y, "y"), "y")
+        check_dtype_matches(self, y, "y")
 
     def _initial(self, y: torch.Tensor, physics) -> tuple[torch.Tensor, float]:
-        x_adj = physics.A_adjoint(y)
+        with physics_must_fit(y, "TVParameterMapNet"):
+            x_adj = physics.A_adjoint(y)
         sqnorm = self.pdhg.operator_sqnorm(physics, x_adj)
         return x_adj / sqnorm, sqnorm
 

@@ -57,6 +57,8 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import deepinv as dinv
 import torch
@@ -70,6 +72,13 @@ from deepinv_pnn.optim.weighted_tv import (
     nabla_adjoint,
     project_dual_ball,
 )
+from deepinv_pnn.validation import (
+    check_count,
+    check_image,
+    check_positive,
+    check_sigma,
+    physics_must_fit,
+)
 
 #: factor applied to the power-iteration estimate of :math:`\|A\|^2` (it can only underestimate).
 SQNORM_MARGIN = 1.02
@@ -82,6 +91,24 @@ DATA_TERMS = ("dual", "prox")
 
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
+
+
+@contextmanager
+def _fits(y: torch.Tensor, x: torch.Tensor, given: bool, first: bool) -> Iterator[None]:
+    """On the first iteration only: a shape error of the physics becomes a :class:`ValueError`."""
+    if not first:
+        yield
+        return
+    try:
+        yield
+    except RuntimeError as err:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise
+        culprit = "x_init" if given else "physics"
+        raise ValueError(
+            f"UnrolledPDHG: {culprit} does not fit the observation y of shape {tuple(y.shape)} "
+            f"(image of shape {tuple(x.shape)}): {err}"
+        ) from err
 
 
 class UnrolledPDHG(nn.Module):
@@ -132,8 +159,9 @@ class UnrolledPDHG(nn.Module):
         if data_term not in DATA_TERMS:
             raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
         self.data_term = data_term
-        if int(n_iter) < 1:
-            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        n_iter = check_count(n_iter, "n_iter")
+        if not math.isfinite(float(log_ratio_init)):
+            raise ValueError(f"log_ratio_init must be finite, got {log_ratio_init}")
         if not 0 < s_max < 1:
             raise ValueError(f"s_max must be in (0, 1), got {s_max}")
         if not 0 < s_init < s_max:
@@ -215,11 +243,11 @@ class UnrolledPDHG(nn.Module):
         """
         if not isinstance(physics, dinv.physics.LinearPhysics):
             raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
-        n_iter = self.n_iter if n_iter is None else int(n_iter)
-        if n_iter < 0:
-            raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-        x = physics.A_adjoint(y) if x_init is None else x_init
-        if op_sqnorm is None:  # the prox iteration's steps do not depend on ||A||: no power iteration
+        n_iter = self.n_iter if n_iter is None else check_count(n_iter, "n_iter", minimum=0)
+        x = self._check(y, physics, lambda_map, x_init)
+        if op_sqnorm is not None:
+            check_positive(op_sqnorm, "op_sqnorm")
+        else:  # the prox iteration's steps do not depend on ||A||: no power iteration
             op_sqnorm = self.operator_sqnorm(physics, x) if self.data_term == "dual" else 0.0
         tau, sigma, rho = self.parameters_pdhg(op_sqnorm)
         tau, sigma, rho = (v.to(device=x.device, dtype=x.dtype) for v in (tau, sigma, rho))
@@ -236,8 +264,9 @@ class UnrolledPDHG(nn.Module):
 
         history = []
         if return_history or not self.checkpointing or not torch.is_grad_enabled():
-            for _ in range(n_iter):
-                x, p, q = body(x, p, q, 1)
+            for it in range(n_iter):
+                with _fits(y, x, x_init is not None, first=it == 0):
+                    x, p, q = body(x, p, q, 1)
                 if return_history:
                     history.append(x)
         else:
@@ -245,9 +274,33 @@ class UnrolledPDHG(nn.Module):
             done = 0
             while done < n_iter:
                 n = min(segment, n_iter - done)
-                x, p, q = checkpoint(body, x, p, q, n, use_reentrant=False)
+                with _fits(y, x, x_init is not None, first=done == 0):
+                    x, p, q = checkpoint(body, x, p, q, n, use_reentrant=False)
                 done += n
         return (x, history) if return_history else x
+
+    def _check(self, y, physics, lambda_map, x_init) -> torch.Tensor:
+        """Check the inputs of :meth:`forward`; return the initial image."""
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+        check_image(y, "y", ndim=y.dim(), allow_complex=True)
+        if isinstance(lambda_map, torch.Tensor):
+            lam = lambda_map.detach()
+            if not (torch.isfinite(lam).all() and (lam >= 0).all()):
+                raise ValueError(
+                    f"lambda_map must be finite and non-negative, got values in [{lam.min()}, {lam.max()}]"
+                )
+        else:
+            check_sigma(lambda_map, "lambda_map")
+        if x_init is None:
+            with physics_must_fit(y, "UnrolledPDHG"):
+                return physics.A_adjoint(y)
+        check_image(x_init, "x_init")
+        if x_init.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"x_init must have the batch size of y ({y.shape[0]}), got shape {tuple(x_init.shape)}"
+            )
+        return x_init
 
     def _iteration(self, x, p, q, y, physics, lam, tau, sigma, rho):
         if self.data_term == "prox":

@@ -28,7 +28,13 @@ from __future__ import annotations
 import deepinv as dinv
 import torch
 
-from deepinv_pnn.validation import check_image, check_sigma
+from deepinv_pnn.validation import (
+    check_batch_values,
+    check_count,
+    check_image,
+    check_positive,
+    check_sigma,
+)
 
 nabla = dinv.models.TVDenoiser.nabla
 nabla_adjoint = dinv.models.TVDenoiser.nabla_adjoint
@@ -56,12 +62,37 @@ def expand_map(lambda_map: torch.Tensor | float, field: torch.Tensor, name: str 
             f"{name} must be a number, [B, C, H, W] or [B, C, H, W, 2], got shape {tuple(lam.shape)}"
         )
     try:
-        torch.broadcast_shapes(lam.shape, field.shape)
-    except RuntimeError as err:
+        fits = torch.broadcast_shapes(lam.shape, field.shape) == field.shape
+    except RuntimeError:
+        fits = False
+    if not fits:  # e.g. a map for another batch size would silently broadcast the result
         raise ValueError(
             f"{name} of shape {tuple(lam.shape)} does not fit the gradient field {tuple(field.shape)}"
-        ) from err
+        )
     return lam
+
+
+def require_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Raise a :class:`ValueError` for an empty batch (``B = 0``); return ``x`` unchanged."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): B >= 1 is needed")
+    return x
+
+
+def per_sample(value, field: torch.Tensor, name: str):
+    """A number, or a tensor with one value (or one per sample) shaped to broadcast against ``field``."""
+    if isinstance(value, torch.Tensor) and value.dim() >= 1:
+        check_batch_values(value, field.shape[0], name)
+        return value.reshape(-1, *([1] * (field.dim() - 1)))
+    return value
+
+
+def check_field(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Check a gradient field ``[B, C, H, W, 2]``: finite, floating point, two directions."""
+    check_image(x, name, ndim=5)
+    if x.shape[-1] != 2:
+        raise ValueError(f"{name} as a gradient field must be [B, C, H, W, 2], got shape {tuple(x.shape)}")
+    return require_batch(x, name)
 
 
 def project_dual_ball(q: torch.Tensor, lam: torch.Tensor, isotropic: bool = True) -> torch.Tensor:
@@ -185,8 +216,8 @@ class WeightedTVPrior(dinv.optim.Prior):
         super().__init__()
         self.explicit_prior = True
         self.isotropic = bool(isotropic)
-        self.max_iter = int(max_iter)
-        self.tol = float(tol)
+        self.max_iter = check_count(max_iter, "max_iter")
+        self.tol = check_positive(tol, "tol", allow_zero=True)
         self.lambda_map = lambda_map
 
     @property
@@ -214,10 +245,8 @@ class WeightedTVPrior(dinv.optim.Prior):
         if g_param is not None:
             check_sigma(g_param, "g_param")
             g = torch.as_tensor(g_param, device=field.device, dtype=field.dtype)
-            if g.dim() == 1:  # one value per batch element
-                g = g.view(-1, *([1] * (field.dim() - 1)))
-            lam = lam * g
-        return lam * scale
+            lam = lam * per_sample(g, field, "g_param")  # one value, or one per batch element
+        return lam * per_sample(scale, field, "gamma")
 
     def _is_field(self, x: torch.Tensor) -> bool:
         return isinstance(x, torch.Tensor) and x.dim() == 5
@@ -229,7 +258,7 @@ class WeightedTVPrior(dinv.optim.Prior):
         :param g_param: a multiplier of the map (number or ``[B]`` tensor); ``None``: 1.
         :return: (:class:`torch.Tensor`) of shape ``(B,)``.
         """
-        field = x if self._is_field(x) else nabla(check_image(x))
+        field = check_field(x) if self._is_field(x) else nabla(require_batch(check_image(x)))
         return weighted_norm(field, self._map(field, g_param), self.isotropic)
 
     def grad(self, x: torch.Tensor, g_param=None, *args, **kwargs) -> torch.Tensor:
@@ -237,7 +266,7 @@ class WeightedTVPrior(dinv.optim.Prior):
 
         :param torch.Tensor x: the image ``[B, C, H, W]``.
         """
-        check_image(x)
+        require_batch(check_image(x))
         field = nabla(x)
         lam = self._map(field, g_param)
         if self.isotropic:
@@ -259,8 +288,9 @@ class WeightedTVPrior(dinv.optim.Prior):
         """
         check_sigma(gamma, "gamma")
         if self._is_field(x):
+            check_field(x)
             return x - project_dual_ball(x, self._map(x, g_param, gamma), self.isotropic)
-        check_image(x)
+        require_batch(check_image(x))
         lam = self._map(nabla(x), g_param, _as_map_scale(gamma, x))
         return weighted_tv_denoise(x, lam, self.isotropic, self.max_iter, self.tol)
 
@@ -280,14 +310,16 @@ class WeightedTVPrior(dinv.optim.Prior):
         :param float lamb: the factor :math:`\lambda` in front of :math:`g`.
         """
         if self._is_field(x):
-            return project_dual_ball(x, self._map(x, g_param, _as_map_scale(lamb, x)), self.isotropic)
+            check_field(x)
+            return project_dual_ball(x, self._map(x, g_param, _as_map_scale(lamb, x, "lamb")), self.isotropic)
         return super().prox_conjugate(x, g_param, *args, gamma=gamma, lamb=lamb, **kwargs)
 
 
-def _as_map_scale(value, x: torch.Tensor) -> torch.Tensor:
+def _as_map_scale(value, x: torch.Tensor, name: str = "gamma") -> torch.Tensor:
     """A step size (number, 0-d or ``[B]`` tensor) as a factor broadcastable to a gradient field."""
-    check_sigma(value, "gamma")
+    check_sigma(value, name)
+    check_batch_values(value, x.shape[0], name)
     v = torch.as_tensor(value, device=x.device, dtype=x.dtype)
-    if v.dim() == 1:
-        v = v.view(-1, 1, 1, 1, 1)
+    if v.dim() >= 1:
+        v = v.reshape(-1, 1, 1, 1, 1)
     return v
