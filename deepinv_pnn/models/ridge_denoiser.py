@@ -19,7 +19,7 @@ import deepinv as dinv
 import torch
 
 from deepinv_pnn.optim.ridge import RidgeRegularizer
-from deepinv_pnn.validation import check_image, check_sigma
+from deepinv_pnn.validation import check_count, check_image, check_positive, check_sigma
 
 
 class RidgeDenoiser(dinv.models.Denoiser):
@@ -47,9 +47,9 @@ class RidgeDenoiser(dinv.models.Denoiser):
         if not isinstance(prior, RidgeRegularizer):
             raise TypeError(f"prior must be a RidgeRegularizer, got {type(prior).__name__}")
         self.prior = prior
-        self.tol = tol
-        self.max_iter = max_iter
-        self.strength = strength
+        self.tol = None if tol is None else check_positive(tol, "tol", allow_zero=True)
+        self.max_iter = None if max_iter is None else check_count(max_iter, "max_iter")
+        self.strength = check_positive(strength, "strength", allow_zero=True)
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor = 0.1, **kwargs) -> torch.Tensor:
         r"""Denoise ``x`` (``[B, C, H, W]``) at noise level ``sigma`` (float, 0-d or ``[B]``)."""

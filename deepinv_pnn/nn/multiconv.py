@@ -25,10 +25,24 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deepinv_pnn.validation import check_count, check_positive
+
+
+def _channel_counts(channels: object) -> tuple[int, ...]:
+    """``channels`` as a tuple of integers ``>= 1`` (at least two of them)."""
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+        raise TypeError(
+            f"channels must be a sequence of channel counts such as (1, 8, 32), got {type(channels).__name__}"
+        )
+    if len(channels) < 2:
+        raise ValueError(f"channels must list >= 2 positive counts, got {tuple(channels)}")
+    return tuple(check_count(c, f"channels[{i}]") for i, c in enumerate(channels))
 
 
 class MultiConv2d(nn.Module):
@@ -61,21 +75,22 @@ class MultiConv2d(nn.Module):
         fft_size: int = 512,
     ):
         super().__init__()
-        channels = tuple(int(c) for c in channels)
-        if len(channels) < 2 or min(channels) < 1:
-            raise ValueError(f"channels must list >= 2 positive counts, got {channels}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
+        channels = _channel_counts(channels)
+        if check_count(kernel_size, "kernel_size") % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        kernel_size = int(kernel_size)
         self.channels = list(channels)
         self.kernel_size = kernel_size
         self.padding = kernel_size // 2
         self.zero_mean = zero_mean
         self.normalize = normalize
-        self.fft_size = fft_size
+        self.fft_size = check_count(fft_size, "fft_size")
         self.weights = nn.ParameterList()
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             w = torch.randn(c_out, c_in, kernel_size, kernel_size) / math.sqrt(c_in * kernel_size**2)
             self.weights.append(nn.Parameter(w))
+        if normalize:
+            self._fft_margin(self.fft_size)  # a grid too coarse for the bound fails here, not at forward
         self._bound_cache: dict = {}
         self._shared = None
         self.collapse = False
@@ -160,6 +175,16 @@ class MultiConv2d(nn.Module):
             self._kernel_cache = {"key": key, "value": kernel}
         return self._kernel_cache["value"]
 
+    def _check_input(self, x: torch.Tensor, channels: int, name: str) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+        if x.dim() not in (3, 4) or x.shape[-3] != channels:
+            raise ValueError(f"{name} must have shape [B, {channels}, H, W], got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or Inf values")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`W x` for ``x`` of shape ``[B, channels[0], H, W]``.
 
@@ -168,13 +193,25 @@ class MultiConv2d(nn.Module):
         applied once rather than after each layer, which changes :math:`W` within
         ``radius`` pixels of the border); whether it is faster depends on the device
         (measure: ``benchmarks/bench_ridge_speed.py`` found no gain on CPU).
+
+        :raises ValueError: on a wrong channel count or non-finite entries.
         """
+        self._check_input(x, self.channels[0], "x")
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for a checked input (solvers check theirs once)."""
         if self.collapse:
             return F.conv2d(x, self._collapsed_kernel(x.dtype), padding=self.radius)
         return self._raw_forward(x, self.kernels()) * self.scale().to(x.dtype)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         r""":math:`W^\top y` for ``y`` of shape ``[B, channels[-1], H, W]``."""
+        self._check_input(y, self.channels[-1], "y")
+        return self._adjoint(y)
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`adjoint` for a checked input."""
         if self.collapse:
             return F.conv_transpose2d(y, self._collapsed_kernel(y.dtype), padding=self.radius)
         return self._raw_adjoint(y, self.kernels()) * self.scale().to(y.dtype)
@@ -232,11 +269,9 @@ class MultiConv2d(nn.Module):
             :math:`\sqrt2\pi n` with :math:`n` twice the composite radius.
         :return: a 0-d tensor :math:`\ge \|W_{\text{raw}}\|`.
         """
-        n_grid = int(fft_size or self.fft_size)
+        n_grid = self.fft_size if fft_size is None else check_count(fft_size, "fft_size")
         n = 2 * self.radius
-        margin = 1.0 - 2 * math.pi**2 * n**2 / n_grid**2
-        if margin <= 0.05:
-            raise ValueError(f"fft_size {n_grid} is too small for a composite radius {self.radius}")
+        margin = self._fft_margin(n_grid)
         kernels = self.kernels()
         c_in = self.channels[0]
         size = 2 * n + 1
@@ -248,6 +283,13 @@ class MultiConv2d(nn.Module):
         spectrum = torch.fft.rfft2(trace, s=(n_grid, n_grid)).abs()
         return torch.sqrt(spectrum.max() / margin)
 
+    def _fft_margin(self, n_grid: int) -> float:
+        r"""Bernstein's factor :math:`1 - 2\pi^2 n^2/N^2` of the bound on an ``N x N`` grid."""
+        margin = 1.0 - 2 * math.pi**2 * (2 * self.radius) ** 2 / n_grid**2
+        if margin <= 0.05:
+            raise ValueError(f"fft_size {n_grid} is too small for a composite radius {self.radius}")
+        return margin
+
     @torch.no_grad()
     def spectral_norm(self, n_iter: int = 100, size: int = 64, tol: float = 1e-7) -> float:
         r"""Spectral norm :math:`\|W\|` on ``size x size`` images, by power iteration on
@@ -258,6 +300,9 @@ class MultiConv2d(nn.Module):
         :param float tol: relative change that stops the iteration.
         :return: the estimate (a lower bound that converges to the norm).
         """
+        n_iter = check_count(n_iter, "n_iter")
+        size = check_count(size, "size")
+        tol = check_positive(tol, "tol", allow_zero=True)
         w = self.weights[0]
         shape = (1, self.channels[0], size, size)
         u = self._u
@@ -267,7 +312,7 @@ class MultiConv2d(nn.Module):
         value = 0.0
         for _ in range(n_iter):
             u = u / u.norm()
-            v = self.adjoint(self.forward(u))
+            v = self._adjoint(self._forward(u))
             new = float(v.norm())
             u = v
             if abs(new - value) <= tol * max(new, 1e-30):
@@ -278,8 +323,29 @@ class MultiConv2d(nn.Module):
         return math.sqrt(value)
 
     def keep_output_channels(self, index: torch.Tensor) -> None:
-        """Keep only the output channels ``index`` of the last layer (pruning)."""
+        """Keep only the output channels ``index`` of the last layer (pruning).
+
+        :param index: integer indices in ``[0, C_out)`` (at least one), or a boolean mask ``[C_out]``.
+        """
         last = self.weights[-1]
+        index = _output_index(index, last.shape[0])
         self.weights[-1] = nn.Parameter(last.data[index].clone())
         self.channels[-1] = int(self.weights[-1].shape[0])
         self.clear_cache()
+
+
+def _output_index(index: object, count: int) -> torch.Tensor:
+    """``index`` as a non-empty integer index into ``count`` output channels."""
+    index = torch.as_tensor(index)
+    if index.dtype == torch.bool:
+        if index.shape != (count,):
+            raise ValueError(f"a boolean index must have shape [{count}], got {tuple(index.shape)}")
+        index = torch.nonzero(index).flatten()
+    elif index.is_floating_point() or index.is_complex() or index.dim() > 1:
+        raise TypeError(f"index must be a 1-D integer tensor or list, got dtype {index.dtype}, shape {tuple(index.shape)}")
+    index = index.reshape(-1)
+    if index.numel() == 0:
+        raise ValueError("index must keep at least one output channel, got an empty index")
+    if int(index.min()) < 0 or int(index.max()) >= count:
+        raise ValueError(f"index entries must lie in [0, {count}), got {index.tolist()}")
+    return index

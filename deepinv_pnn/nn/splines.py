@@ -25,8 +25,13 @@ splines (see ``benchmarks/bench_ridge_splines.py``).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
+
+from deepinv_pnn.validation import check_count, check_positive
 
 
 def _locate(x: torch.Tensor, num_knots: int, x_min: float, h: float, channels: int):
@@ -190,6 +195,15 @@ def clamp_closed(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.T
     return torch.where(inside, x, torch.clamp(x, lo, hi).detach())
 
 
+def _check_slope_bounds(slope_min: float | None, slope_max: float | None) -> None:
+    for name, value in (("slope_min", slope_min), ("slope_max", slope_max)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} must be None or a finite number, got {value!r}")
+    if slope_min is not None and slope_max is not None and slope_min > slope_max:
+        raise ValueError(f"slope_min must be <= slope_max, got {slope_min} > {slope_max}")
+
+
 class LinearSpline(nn.Module):
     r"""``C`` learnable linear splines :math:`\varphi_i`, applied channel-wise to ``[B, C, ...]``.
 
@@ -223,12 +237,11 @@ class LinearSpline(nn.Module):
         clip_ends: bool = False,
     ):
         super().__init__()
-        if int(num_activations) < 1:
-            raise ValueError(f"num_activations must be >= 1, got {num_activations}")
-        if int(num_knots) < 3 or int(num_knots) % 2 == 0:
+        num_activations = check_count(num_activations, "num_activations")
+        if check_count(num_knots, "num_knots", minimum=3) % 2 == 0:
             raise ValueError(f"num_knots must be odd and >= 3, got {num_knots}")
-        if x_range <= 0:
-            raise ValueError(f"x_range must be > 0, got {x_range}")
+        x_range = check_positive(x_range, "x_range")
+        _check_slope_bounds(slope_min, slope_max)
         self.num_activations = int(num_activations)
         self.num_knots = int(num_knots)
         self.x_range = float(x_range)
@@ -278,20 +291,40 @@ class LinearSpline(nn.Module):
         c = self.projected_coefficients()
         return (c[:, 1:] - c[:, :-1]) / self.h
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\varphi_i(x_{b,i,\dots})` for ``x`` of shape ``[B, C, ...]``."""
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2 or x.shape[1] != self.num_activations:
             raise ValueError(
                 f"x must have shape [B, {self.num_activations}, ...], got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            raise TypeError(f"x must have a floating-point dtype, got {x.dtype}")
+        if not torch.isfinite(x).all():  # a NaN would index outside the knot table
+            raise ValueError("x contains NaN or Inf values")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\varphi_i(x_{b,i,\dots})` for ``x`` of shape ``[B, C, ...]``.
+
+        :raises ValueError: on a wrong shape or non-finite entries.
+        """
+        self._check_input(x)
+        return self._value(x)
+
+    def _value(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for a checked input (the ridge regularisers check their own input)."""
         return spline_value(x, self.projected_coefficients(), -self.x_range, self.h)
 
     def potential(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\psi_i(x) = \int_0^x \varphi_i(t)\,dt`, exact, same shape as ``x``."""
-        if x.dim() < 2 or x.shape[1] != self.num_activations:
-            raise ValueError(
-                f"x must have shape [B, {self.num_activations}, ...], got {tuple(x.shape)}"
-            )
+        r""":math:`\psi_i(x) = \int_0^x \varphi_i(t)\,dt`, exact, same shape as ``x``.
+
+        :raises ValueError: on a wrong shape or non-finite entries.
+        """
+        self._check_input(x)
+        return self._potential(x)
+
+    def _potential(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`potential` for a checked input."""
         c = self.projected_coefficients()
         psi = spline_potential(x, c, -self.x_range, self.h)
         zero = torch.zeros((1, self.num_activations) + (1,) * (x.dim() - 2), dtype=x.dtype, device=x.device)

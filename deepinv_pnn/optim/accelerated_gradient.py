@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from deepinv_pnn.validation import check_count, check_positive
+
 
 def accelerated_gradient(
     grad_fn,
@@ -42,6 +44,7 @@ def accelerated_gradient(
         otherwise queue the next iterations while the device computes, the default is 10;
         elsewhere 1. A later test only makes the result more accurate.
     :return: the minimiser estimate and the number of iterations done.
+    :raises ValueError: unless ``lipschitz > 0``, ``max_iter >= 1``, ``tol >= 0``, ``check_every >= 1``.
 
     :Examples:
 
@@ -52,10 +55,14 @@ def accelerated_gradient(
     >>> bool(torch.allclose(x, target)), its
     (True, 2)
     """
+    if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
+        raise TypeError(f"x0 must be a batched tensor [B, ...], got {type(x0).__name__}")
+    lipschitz = check_positive(lipschitz, "lipschitz")
+    max_iter = check_count(max_iter, "max_iter")
+    tol = check_positive(tol, "tol", allow_zero=True)
     if check_every is None:
         check_every = 10 if x0.is_cuda else 1
-    if check_every < 1:
-        raise ValueError(f"check_every must be a positive integer, got {check_every}")
+    check_every = check_count(check_every, "check_every")
     step = 1.0 / lipschitz
     x = x0.clone()
     y = x0.clone()

@@ -31,7 +31,13 @@ from deepinv.optim import Prior
 
 from deepinv_pnn.nn.multiconv import MultiConv2d
 from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
-from deepinv_pnn.validation import check_image, check_positive, check_sigma
+from deepinv_pnn.validation import (
+    check_batch_values,
+    check_count,
+    check_image,
+    check_positive,
+    check_sigma,
+)
 
 __all__ = ["RidgeRegularizer", "accelerated_gradient"]
 
@@ -49,6 +55,11 @@ class RidgeRegularizer(Prior):
 
     def __init__(self, conv: MultiConv2d, mask: torch.Tensor | None = None, mask_net=None):
         super().__init__()
+        if conv.channels[0] != 1:
+            raise ValueError(
+                f"the first entry of channels must be 1 (images are regularised channel by channel, "
+                f"so colour images need no extra input channels), got channels={tuple(conv.channels)}"
+            )
         self.explicit_prior = True
         self.conv = conv
         self.mask_net = mask_net
@@ -113,11 +124,12 @@ class RidgeRegularizer(Prior):
         if sigma is None:
             return None
         check_sigma(sigma, "g_param")
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if sigma.numel() not in (1, x.shape[0]):
+            raise ValueError(f"g_param must be a scalar or have {x.shape[0]} entries, got {sigma.numel()}")
+        sigma = check_batch_values(sigma, x.shape[0], "g_param").reshape(-1)
         if sigma.numel() == 1:
             sigma = sigma.expand(x.shape[0])
-        if sigma.numel() != x.shape[0]:
-            raise ValueError(f"g_param must be a scalar or have {x.shape[0]} entries, got {sigma.numel()}")
         return sigma
 
     def _flatten(self, x: torch.Tensor, sigma: torch.Tensor | None):
@@ -129,6 +141,8 @@ class RidgeRegularizer(Prior):
 
     def _check(self, x: torch.Tensor, name: str = "x") -> None:
         check_image(x, name)
+        if 0 in x.shape:
+            raise ValueError(f"{name} must hold B >= 1 images of at least 1x1 pixels, got shape {tuple(x.shape)}")
 
     # ------------------------------------------------------ prior interface
     def fn(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -143,7 +157,7 @@ class RidgeRegularizer(Prior):
         sigma = self._sigma(args, kwargs, x)
         b, c = x.shape[:2]
         xf, sig = self._flatten(x, sigma)
-        z = self.conv(xf)
+        z = self.conv._forward(xf)  # x is checked: no second check per call
         values = self.potential(z, sig)
         mask = self._mask_for(z, c)
         if mask is not None:
@@ -162,12 +176,12 @@ class RidgeRegularizer(Prior):
     def _grad(self, x: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         c = x.shape[1]
         xf, sig = self._flatten(x, sigma)
-        z = self.conv(xf)
+        z = self.conv._forward(xf)  # x is checked: no second check per call
         phi = self.activation(z, sig)
         mask = self._mask_for(z, c)
         if mask is not None:
             phi = phi * mask
-        return self.conv.adjoint(phi).reshape(x.shape)
+        return self.conv._adjoint(phi).reshape(x.shape)
 
     def grad_operator(self, x: torch.Tensor, *args, **kwargs):
         r"""The map :math:`z \mapsto \nabla R(z)` for images shaped like ``x`` at a fixed noise level,
@@ -306,15 +320,18 @@ class RidgeRegularizer(Prior):
         :param torch.Tensor x: image ``[B, C, H, W]``.
         :param args: optional noise level ``g_param``.
         :param float gamma: the step :math:`\gamma \ge 0` (a float or a ``[B]`` tensor).
-        :param float tol: tolerance on the gradient step relative to the displacement
-            :math:`\|z - x\|` (default ``self.prox_tol``).
-        :param int max_iter: maximum number of iterations (default ``self.prox_max_iter``).
+        :param float tol: tolerance :math:`\ge 0` on the gradient step relative to the
+            displacement :math:`\|z - x\|` (``None``: ``self.prox_tol``).
+        :param int max_iter: maximum number of iterations :math:`\ge 1` (``None``: ``self.prox_max_iter``).
         :return: the proximal point; ``self.last_prox_iterations`` holds the iteration count.
         """
         self._check(x)
         check_sigma(gamma, "gamma")
+        max_iter = self.prox_max_iter if max_iter is None else check_count(max_iter, "max_iter")
+        tol = self.prox_tol if tol is None else check_positive(tol, "tol", allow_zero=True)
         sigma = self._sigma(args, kwargs, x)
-        g = torch.as_tensor(gamma, dtype=x.dtype, device=x.device).reshape(-1)
+        g = torch.as_tensor(gamma, dtype=x.dtype, device=x.device)
+        g = check_batch_values(g, x.shape[0], "gamma").reshape(-1)
         if float(g.max()) == 0:
             return x.clone()
         gview = g.view(-1, *([1] * (x.dim() - 1))) if g.numel() > 1 else g.reshape(())
@@ -331,8 +348,8 @@ class RidgeRegularizer(Prior):
                 grad_fn,
                 x,
                 lip,
-                max_iter=max_iter or self.prox_max_iter,
-                tol=tol if tol is not None else self.prox_tol,
+                max_iter=max_iter,
+                tol=tol,
                 accelerate=convex,
                 reference=x,
             )
@@ -341,6 +358,8 @@ class RidgeRegularizer(Prior):
 
     def denoise_objective(self, z: torch.Tensor, y: torch.Tensor, gamma: float = 1.0, *args) -> torch.Tensor:
         r""":math:`\tfrac12\|z - y\|^2 + \gamma R(z)` per batch element (for tests and solvers)."""
+        if tuple(z.shape) != tuple(y.shape):
+            raise ValueError(f"z and y must have the same shape, got {tuple(z.shape)} and {tuple(y.shape)}")
         return 0.5 * (z - y).reshape(z.shape[0], -1).pow(2).sum(-1) + gamma * self.fn(z, *args)
 
     @staticmethod

@@ -150,7 +150,7 @@ class ConvexRidgeRegularizer(RidgeRegularizer):
     # ---------------------------------------------------------- potentials
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         lmbda, mu = self.parameters_for(sigma)
-        return lmbda.to(z.dtype) * self.spline(mu.to(z.dtype) * z)
+        return lmbda.to(z.dtype) * self.spline._value(mu.to(z.dtype) * z)  # z comes from a checked x
 
     @torch.no_grad()
     def _activation_operator(self, sigma: torch.Tensor | None, like: torch.Tensor):
@@ -163,7 +163,7 @@ class ConvexRidgeRegularizer(RidgeRegularizer):
     def potential(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
         lmbda, mu = self.parameters_for(sigma)
         lmbda, mu = lmbda.to(z.dtype), mu.to(z.dtype)
-        return lmbda / mu * self.spline.potential(mu * z)
+        return lmbda / mu * self.spline._potential(mu * z)
 
     def activation_lipschitz(self, sigma: torch.Tensor | None) -> torch.Tensor:
         lmbda, mu = self.parameters_for(sigma)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable
 
 import deepinv as dinv
 import torch
 
 from deepinv_pnn.optim.ridge import RidgeRegularizer
-from deepinv_pnn.validation import check_image, check_positive
+from deepinv_pnn.validation import check_count, check_image, check_positive, check_sigma
 
 
 class RidgeSolver(dinv.models.Reconstructor):
@@ -72,10 +73,10 @@ class RidgeSolver(dinv.models.Reconstructor):
             raise TypeError(f"prior must be a RidgeRegularizer, got {type(prior).__name__}")
         self.prior = prior
         self.lambda_reg = check_positive(lambda_reg, "lambda_reg", allow_zero=True)
-        self.g_param = g_param
-        self.max_iter = int(max_iter)
+        self.g_param = g_param if g_param is None else check_sigma(g_param, "g_param")
+        self.max_iter = check_count(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
-        self.box = box
+        self.box = _check_box(box)
         self.fast = fast
         self.iterations = 0
         self.objective_history: list[float] = []
@@ -175,6 +176,20 @@ class RidgeSolver(dinv.models.Reconstructor):
                 break
         self.iterations = it
         return x
+
+
+def _check_box(box: object) -> tuple | None:
+    """``box`` unchanged: ``None`` or ``(a, b)``, each bound ``None`` or finite, and ``a <= b``."""
+    if box is None:
+        return None
+    if isinstance(box, (str, bytes)) or not hasattr(box, "__len__") or len(box) != 2:
+        raise ValueError(f"box must be None or a pair (a, b), got {box!r}")
+    for v in box:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)):
+            raise ValueError(f"box bounds must be None or finite numbers, got {tuple(box)}")
+    if box[0] is not None and box[1] is not None and box[0] > box[1]:
+        raise ValueError(f"box must satisfy a <= b, got {tuple(box)}")
+    return box
 
 
 def tune_coarse_to_fine(

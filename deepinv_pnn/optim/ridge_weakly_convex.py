@@ -52,6 +52,7 @@ from deepinv_pnn.nn.splines import LinearSpline, frozen_spline
 from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, interpolate_table, table_on_grid
 from deepinv_pnn.pretrained import load_pretrained
+from deepinv_pnn.validation import check_positive
 
 WCRR_WEIGHTS = "wcrr_bsd400.safetensors"
 _EPS = 1e-5
@@ -104,7 +105,7 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         # LinearSpline pins theta_i(0) = 0, so it starts at 0 (s_i = 1/sigma) and only its values at
         # the knots sigma != 0 can move (a constant fill of the coefficients would change nothing)
         self.scaling = LinearSpline(channels[-1], 21, 0.25, init="zero")
-        self.sigma_default = float(sigma_default)
+        self.sigma_default = check_positive(sigma_default, "sigma_default", allow_zero=True)
         grid = torch.tensor(SIGMA_GRID, dtype=torch.float32) / 255
         self.register_buffer("sigma_grid", grid, persistent=False)
         # calibration factors c(sigma), m(sigma) on the grid; NaN: not tuned (both 1)
@@ -177,16 +178,16 @@ class WeaklyConvexRidgeRegularizer(RidgeRegularizer):
         if factor is not None:
             sigma = sigma * factor.view(-1, 1)
             mu = mu * mu_factor.view(-1, 1, 1)
-        theta = self.scaling(sigma.expand(-1, self.scaling.num_activations).contiguous())
+        theta = self.scaling._value(sigma.expand(-1, self.scaling.num_activations).contiguous())
         return (theta.exp() / (sigma + _EPS)).view(sigma.shape[0], -1, 1, 1), mu
 
     def _profile(self, u: torch.Tensor, potential: bool, mu: torch.Tensor) -> torch.Tensor:
         shape = u.shape
         flat = u.reshape(shape[0], 1, -1)
         if potential:
-            out = mu * self.phi_plus.potential(flat) - self.phi_minus.potential(flat)
-        else:
-            out = mu * self.phi_plus(flat) - self.phi_minus(flat)
+            out = mu * self.phi_plus._potential(flat) - self.phi_minus._potential(flat)
+        else:  # u comes from a checked image: the splines skip their own input check
+            out = mu * self.phi_plus._value(flat) - self.phi_minus._value(flat)
         return out.reshape(shape)
 
     def activation(self, z: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
