@@ -37,7 +37,14 @@ from torch import nn
 from deepinv_pnn.nn.orthogonal_conv import ParsevalConv2d
 from deepinv_pnn.nn.stiefel import StiefelLinear, orthogonality_error
 from deepinv_pnn.pretrained import load_pretrained
-from deepinv_pnn.validation import check_image, check_positive, check_sigma
+from deepinv_pnn.validation import (
+    check_batch_values,
+    check_count,
+    check_dtype_matches,
+    check_image,
+    check_positive,
+    check_sigma,
+)
 
 SIGMA_MIN = 1e-4
 CENTER = 0.5
@@ -133,8 +140,9 @@ class ParsevalPNN(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        dim, hidden = check_count(dim, "dim"), check_count(hidden, "hidden")
+        n_layers = check_count(n_layers, "n_layers")
+        sigma0 = check_positive(sigma0, "sigma0")
         generator = torch.Generator().manual_seed(seed)
         self.dim = dim
         self.layers = nn.ModuleList(
@@ -146,7 +154,7 @@ class ParsevalPNN(nn.Module):
         init = 0.5 * sigma0 * math.sqrt(min(dim, hidden) / hidden) / n_layers
         self.log_thresholds = nn.Parameter(torch.full((n_layers,), math.log(init)))
         self.relaxation = _Relaxation(n_layers, t, t_max, learn_t)
-        self.sigma0 = check_positive(sigma0, "sigma0")
+        self.sigma0 = sigma0
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
         r"""The PNN :math:`\Phi` (:math:`\alpha`-averaged, :math:`\alpha = L/(L+1)`)."""
@@ -160,16 +168,21 @@ class ParsevalPNN(nn.Module):
         :param torch.Tensor x: ``[B, d]``.
         :param sigma: noise level (float or ``[B]`` tensor).
         """
+        if isinstance(x, torch.Tensor) and x.dim() != 2:
+            raise ValueError(
+                f"x must have shape [B, d] = [B, {self.dim}], got shape {tuple(x.shape)}"
+            )
         check_image(x, "x", ndim=2)
         if x.shape[1] != self.dim:
             raise ValueError(f"x must have {self.dim} features, got shape {tuple(x.shape)}")
+        check_dtype_matches(self, x)
         t = self.relaxation.t.to(x.dtype)
         if sigma is None:
             return x - t * (x - self.phi(x))
         check_sigma(sigma)
-        s = self.sigma0 / torch.as_tensor(sigma, dtype=x.dtype, device=x.device).clamp_min(
-            SIGMA_MIN
-        ).reshape(-1, 1)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        check_batch_values(sigma, x.shape[0], "sigma")
+        s = self.sigma0 / sigma.clamp_min(SIGMA_MIN).reshape(-1, 1)
         z = s * x
         return (z - t * (z - self.phi(z))) / s
 
@@ -262,8 +275,11 @@ class ConvPNN(dinv.models.Denoiser):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        width = check_count(width, "width")
+        state_channels = check_count(state_channels, "state_channels")
+        n_layers = check_count(n_layers, "n_layers")
+        n_stages = check_count(n_stages, "n_stages", minimum=0)
+        sigma0 = check_positive(sigma0, "sigma0")
         if not channels <= state_channels <= width:
             raise ValueError(
                 f"need channels <= state_channels <= width, got {channels}, {state_channels}, {width}"
@@ -279,7 +295,7 @@ class ConvPNN(dinv.models.Denoiser):
         init = 0.5 * sigma0 * math.sqrt(state_channels / width) / n_layers
         self.log_thresholds = nn.Parameter(torch.full((n_layers,), math.log(init)))
         self.relaxation = _Relaxation(n_layers, t, t_max, learn_t)
-        self.register_buffer("sigma0", torch.tensor(check_positive(sigma0, "sigma0")))
+        self.register_buffer("sigma0", torch.tensor(sigma0))
         default_file = None
         for file, level in SHIPPED.values():
             if abs(level - sigma0) < 1e-9 and channels == 1:

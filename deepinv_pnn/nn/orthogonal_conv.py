@@ -39,6 +39,7 @@ from deepinv_pnn.nn.stiefel import (
     random_stiefel,
     stiefel_parameter,
 )
+from deepinv_pnn.validation import check_count
 
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -93,6 +94,17 @@ def group_shift(x: torch.Tensor, sign: int = 1) -> torch.Tensor:
     return _shift_flat(x.reshape(b, c, h * w), h, w, sign).view(b, c, h, w)
 
 
+def _check_input(x: torch.Tensor, channels: int, name: str) -> None:
+    """Check the shape and dtype of an input ``[B, channels, H, W]`` (metadata only)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        given = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(
+            f"{name} must be a floating-point tensor [B, {channels}, H, W], got {given}"
+        )
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{name} must have shape [B, {channels}, H, W], got {tuple(x.shape)}")
+
+
 def _mix(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Apply a channel matrix ``w`` ([out, in]) at every pixel of ``y`` ([B, in, N]); a plain
     fp32 matmul (no TF32), so the orthogonality is kept to float precision on GPUs too."""
@@ -122,12 +134,13 @@ class ParsevalConv2d(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if in_channels < 1 or out_channels < in_channels:
+        in_channels = check_count(in_channels, "in_channels")
+        out_channels = check_count(out_channels, "out_channels")
+        n_stages = check_count(n_stages, "n_stages", minimum=0)
+        if out_channels < in_channels:
             raise ValueError(
                 f"need 1 <= in_channels <= out_channels, got in_channels={in_channels}, out_channels={out_channels}"
             )
-        if n_stages < 0:
-            raise ValueError(f"n_stages must be >= 0, got {n_stages}")
         if parametrization not in ("manifold",) + MAPS:
             raise ValueError(
                 f"parametrization must be 'manifold', 'cayley' or 'exp', got {parametrization!r}"
@@ -148,6 +161,7 @@ class ParsevalConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`T x`, ``[B, M, H, W] -> [B, K, H, W]``."""
+        _check_input(x, self.in_channels, "x")
         b, _, h, w = x.shape
         y = _mix(x.reshape(b, self.in_channels, h * w), self.first)
         mixings = self.mixings
@@ -157,6 +171,7 @@ class ParsevalConv2d(nn.Module):
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         r""":math:`T^\top y`, ``[B, K, H, W] -> [B, M, H, W]``."""
+        _check_input(y, self.out_channels, "y")
         b, _, h, w = y.shape
         y = y.reshape(b, self.out_channels, h * w)
         mixings = self.mixings

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from deepinv_pnn.validation import check_count, check_dtype_matches
+
 MAPS = ("cayley", "exp")
 
 
@@ -168,6 +170,10 @@ def constrain(module: nn.Module, name: str = "weight", map: str = "cayley") -> n
         raise ValueError(
             f"{name} must have at least 2 dimensions, got shape {tuple(getattr(module, name).shape)}"
         )
+    if not torch.isfinite(getattr(module, name)).all():
+        raise ValueError(
+            f"{name} contains NaN or Inf values: it cannot be projected onto the Stiefel manifold"
+        )
     parametrize.register_parametrization(module, name, Stiefel(map), unsafe=True)
     return module
 
@@ -211,10 +217,8 @@ class StiefelLinear(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"in_features and out_features must be >= 1, got {in_features}, {out_features}"
-            )
+        in_features = check_count(in_features, "in_features")
+        out_features = check_count(out_features, "out_features")
         if parametrization not in ("manifold",) + MAPS:
             raise ValueError(
                 f"parametrization must be 'manifold', 'cayley' or 'exp', got {parametrization!r}"
@@ -230,12 +234,25 @@ class StiefelLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.in_features, self.out_features = in_features, out_features
 
+    def _check(self, x: torch.Tensor, features: int, name: str) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            given = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(
+                f"{name} must be a floating-point tensor [..., {features}], got {given}"
+            )
+        if x.dim() < 1 or x.shape[-1] != features:
+            raise ValueError(f"{name} must have shape [..., {features}], got {tuple(x.shape)}")
+        check_dtype_matches(self, x, name)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`W x + b` on the last dimension of ``x`` (``[..., in_features]``)."""
+        self._check(x, self.in_features, "x")
         y = x @ self.weight.T
         return y + self.bias if self.bias is not None else y
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        r""":math:`W^\top y` (no bias)."""
+        r""":math:`W^\top y` (no bias), ``y`` of shape ``[..., out_features]``."""
+        self._check(y, self.out_features, "y")
         return y @ self.weight
 
     def extra_repr(self) -> str:

@@ -57,7 +57,7 @@ from collections.abc import Callable
 import deepinv as dinv
 import torch
 
-from deepinv_pnn.validation import check_positive
+from deepinv_pnn.validation import check_count, check_positive
 
 ALGORITHMS = ("PGD", "HQS", "DRS", "ADMM")
 
@@ -94,12 +94,38 @@ def gradient_lipschitz(
     return value
 
 
+def _check_problem(physics: object, img_shape: object) -> tuple[int, int, int]:
+    """Check the operator and image shape of a PnP problem; return ``img_shape`` as ints."""
+    if not isinstance(physics, dinv.physics.LinearPhysics):
+        raise TypeError(
+            "physics must be a deepinv.physics.LinearPhysics (the step-size bound needs a linear "
+            f"operator), got {type(physics).__name__}"
+        )
+    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
+        raise ValueError(f"img_shape must be (C, H, W), got {img_shape!r}")
+    return tuple(check_count(n, "img_shape entries") for n in img_shape)
+
+
 def data_fidelity_lipschitz(
     physics: dinv.physics.LinearPhysics, img_shape: tuple, seed: int = 0
 ) -> float:
-    r""":math:`L = \|A\|^2`, the Lipschitz constant of :math:`\nabla\tfrac12\|Ax - y\|^2`, by autodiff."""
-    x0 = torch.zeros((1,) + tuple(img_shape))
-    y = physics.A(x0)
+    r""":math:`L = \|A\|^2`, the Lipschitz constant of :math:`\nabla\tfrac12\|Ax - y\|^2`, by autodiff.
+
+    :param physics: the linear forward operator.
+    :param tuple img_shape: ``(C, H, W)`` of the images ``physics`` acts on.
+    :param int seed: seed of the power iteration.
+    :raises TypeError: if ``physics`` is not a ``LinearPhysics``.
+    :raises ValueError: if ``img_shape`` is not ``(C, H, W)`` or does not fit ``physics``.
+    """
+    img_shape = _check_problem(physics, img_shape)
+    x0 = torch.zeros((1,) + img_shape)
+    try:
+        y = physics.A(x0)
+    except RuntimeError as err:
+        raise ValueError(
+            f"physics does not fit images of shape img_shape={img_shape} (built for another "
+            f"image size?): {err}"
+        ) from err
 
     def fn(x):
         return 0.5 * ((physics.A(x) - y) ** 2).sum()
@@ -213,8 +239,12 @@ def pnp_solver(
 
     :param bool relax: for DRS/ADMM, wrap a denoiser that is not firmly nonexpansive in
         :class:`FirmlyNonexpansive` instead of refusing it.
+    :param int max_iter: maximum number of iterations (>= 1).
+    :param float thres_conv: residual below which the iteration stops (>= 0).
     :return: ``deepinv.optim.<algorithm>`` in eval mode (``crit_conv="residual"``).
     """
+    max_iter = check_count(max_iter, "max_iter")
+    thres_conv = check_positive(thres_conv, "thres_conv", allow_zero=True)
     if relax and algorithm in ("DRS", "ADMM") and _theta(denoiser) > 0.5:
         denoiser = FirmlyNonexpansive(denoiser)
     params = pnp_parameters(denoiser, physics, img_shape, algorithm, sigma, stepsize)

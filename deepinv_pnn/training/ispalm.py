@@ -38,12 +38,44 @@ iterates are exactly orthogonal after every step; the extrapolated points :math:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
 from deepinv_pnn.nn.stiefel import project_stiefel
-from deepinv_pnn.validation import check_positive
+from deepinv_pnn.validation import check_count, check_positive
+
+
+def _block_lists(blocks: object) -> list[list[torch.Tensor]]:
+    """``blocks`` as a list of lists of tensors; a flat list of tensors is refused."""
+    if isinstance(blocks, torch.Tensor) or not isinstance(blocks, Iterable):
+        raise TypeError(f"blocks must be a list of blocks, got {type(blocks).__name__}")
+    lists = []
+    for i, block in enumerate(blocks):
+        if isinstance(block, torch.Tensor) or not isinstance(block, Iterable):
+            raise TypeError(
+                f"blocks[{i}] must be a list of tensors, got {type(block).__name__}: "
+                "write ISPALM([[w], [b]]), not ISPALM([w, b])"
+            )
+        block = list(block)
+        for p in block:
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"blocks[{i}] must contain tensors, got {type(p).__name__}")
+        lists.append(block)
+    return lists
+
+
+def _check_prox(kind: object, block: list[torch.Tensor], i: int) -> None:
+    if kind is None or callable(kind):
+        return
+    if kind != "stiefel":
+        raise ValueError(f"prox must be None, 'stiefel' or a callable, got {kind!r}")
+    for p in block:
+        if p.dim() < 2:
+            raise ValueError(
+                f"prox[{i}]='stiefel' needs [..., n, k] tensors, "
+                f"got a tensor of shape {tuple(p.shape)}"
+            )
 
 
 def _prox(kind, p: torch.Tensor) -> torch.Tensor:
@@ -79,7 +111,7 @@ class ISPALM:
         sarah: bool = True,
         restart_every: int = 10,
     ):
-        self.blocks = [list(b) for b in blocks if len(list(b))]
+        self.blocks = [b for b in _block_lists(blocks) if len(b)]
         n = len(self.blocks)
         lrs = [lr] * n if isinstance(lr, (int, float)) else list(lr)
         proxes = [None] * n if prox is None else list(prox)
@@ -88,12 +120,13 @@ class ISPALM:
                 f"lr and prox need one entry per block ({n}), got {len(lrs)} and {len(proxes)}"
             )
         self.lrs = [check_positive(v, "lr") for v in lrs]
+        for i, (kind, block) in enumerate(zip(proxes, self.blocks)):
+            _check_prox(kind, block, i)
         self.proxes = proxes
         for name, value in (("alpha", alpha), ("beta", beta)):
             if not 0 <= value < 1:
                 raise ValueError(f"{name} must lie in [0, 1), got {value}")
-        if restart_every < 1:
-            raise ValueError(f"restart_every must be >= 1, got {restart_every}")
+        restart_every = check_count(restart_every, "restart_every")
         self.alpha, self.beta, self.sarah, self.restart_every = alpha, beta, sarah, restart_every
         self.params = [p for b in self.blocks for p in b]
         self.k = 0
@@ -138,6 +171,11 @@ class ISPALM:
             point = self._snapshot()
             with torch.enable_grad():
                 loss = closure()
+            if not isinstance(loss, torch.Tensor):
+                raise TypeError(
+                    "closure must return the loss tensor (after calling backward), "
+                    f"got {type(loss).__name__}"
+                )
             first_loss = loss.detach() if first_loss is None else first_loss
             g_new = self._grads(block)
             if restart or self.estimate[i] is None:
