@@ -47,6 +47,7 @@ from deepinv_pnn.nn.flows import (
     unsqueeze,
 )
 from deepinv_pnn.pretrained import load_pretrained
+from deepinv_pnn.validation import check_count, check_dtype_matches, check_image, check_positive
 
 
 class WPPFlow(dinv.models.Reconstructor):
@@ -100,18 +101,16 @@ class WPPFlow(dinv.models.Reconstructor):
         antithetic: bool = True,
     ):
         super().__init__()
-        if int(factor) < 1:
-            raise ValueError(f"factor must be a positive integer, got {factor}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        self.channels, self.factor = int(channels), int(factor)
-        self.temperature = float(temperature)
+        self.channels, self.factor = check_count(channels, "channels"), check_count(factor, "factor")
+        self.temperature = check_positive(temperature, "temperature")
+        n_blocks, hidden = check_count(n_blocks, "n_blocks"), check_count(hidden, "hidden")
+        cond_features = check_count(cond_features, "cond_features")
         if int(n_samples) != n_samples or n_samples < 1 or (antithetic and n_samples % 2):
             raise ValueError(f"n_samples must be a positive{' even' if antithetic else ''} integer, got {n_samples}")
         self.n_samples = int(n_samples)
         self.antithetic = bool(antithetic)
         self.backbone = SubPixelResidualCNN(self.channels, self.factor, features, blocks)
-        squeezed = 4 * channels
+        squeezed = 4 * self.channels
         self.condition = nn.Sequential(
             nn.Conv2d(squeezed, cond_features, 3, padding=1), nn.ReLU(),
             nn.Conv2d(cond_features, cond_features, 3, padding=2, dilation=2), nn.ReLU(),
@@ -134,6 +133,8 @@ class WPPFlow(dinv.models.Reconstructor):
 
     def load_backbone(self, wppnet: WPPNet) -> WPPFlow:
         """Copy the weights of a :class:`~deepinv_pnn.models.WPPNet` of the same architecture into the base network."""
+        if not isinstance(wppnet, WPPNet):
+            raise TypeError(f"wppnet must be a WPPNet, got {type(wppnet).__name__}")
         try:
             self.backbone.load_state_dict(wppnet.net.state_dict())
         except RuntimeError as err:
@@ -155,11 +156,16 @@ class WPPFlow(dinv.models.Reconstructor):
         r"""The base image :math:`\hat x(y)` the flow adds its residual to. The sample mean is the
         estimate to use; the recipe keeps it near :math:`\hat x` (``--centre-weight``), which for
         the shipped weights is the shipped WPPNet's output."""
-        x0 = checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__)
+        x0 = checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__, self)
         return self.backbone(y, x0)
+
+    def _check_latent(self, z: torch.Tensor) -> None:
+        check_image(z, "z")
+        check_dtype_matches(self, z, "z")
 
     def generate(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
         r""":math:`(T_\theta(z; y), \log|\det\nabla_z T_\theta|)` for latent ``z`` of the high-resolution shape."""
+        self._check_latent(z)
         x_hat, cond = self._condition(y, physics)
         if z.shape != x_hat.shape:
             raise ValueError(f"z must have the high-resolution shape {tuple(x_hat.shape)}, got {tuple(z.shape)}")
@@ -180,6 +186,7 @@ class WPPFlow(dinv.models.Reconstructor):
             ``x[1]`` from ``-z``), their log-determinants ``[2, B]`` and the base image
             :math:`\hat x(y)` ``[B, C, H, W]``.
         """
+        self._check_latent(z)
         x_hat, cond = self._condition(y, physics)
         if z.shape != x_hat.shape:
             raise ValueError(f"z must have the high-resolution shape {tuple(x_hat.shape)}, got {tuple(z.shape)}")
@@ -204,13 +211,12 @@ class WPPFlow(dinv.models.Reconstructor):
         :param torch.Generator generator: the random generator of the latents.
         :param bool antithetic: draw the latents in pairs :math:`(z, -z)`.
         """
-        if int(n) < 1:
-            raise ValueError(f"n must be a positive integer, got {n}")
-        if antithetic and int(n) % 2:
+        n = check_count(n, "n")
+        if antithetic and n % 2:
             raise ValueError(f"antithetic sampling needs an even n, got {n}")
         x_hat, cond = self._condition(y, physics)
         samples = []
-        for _ in range(int(n) // 2 if antithetic else int(n)):
+        for _ in range(n // 2 if antithetic else n):
             z = torch.randn(x_hat.shape, generator=generator, device=y.device, dtype=y.dtype) if generator is not None \
                 else torch.randn_like(x_hat)
             if antithetic:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from deepinv_pnn.pretrained import load_pretrained
-from deepinv_pnn.validation import check_image
+from deepinv_pnn.validation import check_count, check_dtype_matches, check_image, physics_must_fit
 
 
 def check_physics(physics: object) -> None:
@@ -49,14 +49,20 @@ def backprojection(y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> torc
 
 
 def checked_backprojection(y: torch.Tensor, physics: dinv.physics.LinearPhysics, channels: int, factor: int,
-                           owner: str = "the network") -> torch.Tensor:
-    """:func:`backprojection` after checking ``y`` (channels, finite), ``physics`` (linear) and the magnification.
+                           owner: str = "the network", module: nn.Module | None = None) -> torch.Tensor:
+    """:func:`backprojection` after checking ``y`` (channels, finite, ``B >= 1``, the dtype of
+    ``module``'s parameters if given), ``physics`` (linear, fits ``y``) and the magnification.
 
     :raises ValueError: if the adjoint of ``physics`` does not magnify ``y`` by ``factor``.
     """
     check_image(y, "y", channels=channels)
+    if y.shape[0] == 0:
+        raise ValueError(f"{owner} needs at least one observation (B >= 1), got y of shape {tuple(y.shape)}")
+    if module is not None:
+        check_dtype_matches(module, y, "y")
     check_physics(physics)
-    x0 = backprojection(y, physics)
+    with physics_must_fit(y, owner):
+        x0 = backprojection(y, physics)
     expected = (factor * y.shape[-2], factor * y.shape[-1])
     if tuple(x0.shape[-2:]) != expected:
         raise ValueError(
@@ -89,6 +95,9 @@ class SubPixelResidualCNN(nn.Module):
     def __init__(self, channels: int = 1, factor: int = 4, features: int = 48, blocks: int = 6,
                  hr_features: int = 16):
         super().__init__()
+        channels, factor = check_count(channels, "channels"), check_count(factor, "factor")
+        features, hr_features = check_count(features, "features"), check_count(hr_features, "hr_features")
+        blocks = check_count(blocks, "blocks", minimum=0)
         self.head = _conv(channels, features, 3)
         self.blocks = nn.ModuleList(
             nn.Sequential(_conv(features, features, 3), nn.ReLU(), _conv(features, features, 3)) for _ in range(blocks)
@@ -134,9 +143,7 @@ class WPPNet(dinv.models.Reconstructor):
     def __init__(self, channels: int = 1, factor: int = 4, features: int = 48, blocks: int = 6,
                  pretrained: bool | str | os.PathLike = False):
         super().__init__()
-        if int(factor) < 1:
-            raise ValueError(f"factor must be a positive integer, got {factor}")
-        self.channels, self.factor = int(channels), int(factor)
+        self.channels, self.factor = check_count(channels, "channels"), check_count(factor, "factor")
         self.net = SubPixelResidualCNN(self.channels, self.factor, features, blocks)
         load_pretrained(self, pretrained, shipped_weights(channels, factor, features, blocks))
 
@@ -146,4 +153,4 @@ class WPPNet(dinv.models.Reconstructor):
         :param torch.Tensor y: ``[B, C, h, w]`` observation.
         :param deepinv.physics.LinearPhysics physics: the forward operator (magnification ``factor``).
         """
-        return self.net(y, checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__))
+        return self.net(y, checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__, self))

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepinv_pnn.validation import check_count
+
 
 def _spatial(x: torch.Tensor) -> int:
     return int(math.prod(x.shape[2:])) if x.dim() > 2 else 1
@@ -235,6 +237,7 @@ def patch_flow(dim: int, n_blocks: int = 5, hidden: int = 256, mixing: str = "lu
     """
     from deepinv.optim.prior import GLOWCouplingBlock
 
+    dim, n_blocks, hidden = check_count(dim, "dim"), check_count(n_blocks, "n_blocks"), check_count(hidden, "hidden")
     blocks: list[nn.Module] = []
     for k in range(n_blocks):
         blocks.append(ActNorm(dim))

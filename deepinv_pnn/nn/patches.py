@@ -6,7 +6,8 @@ then rows, then columns: the order of :func:`torch.nn.functional.unfold`). Patch
 returned as ``[B, N, C p^2]`` tensors; every function is differentiable in ``x``.
 
 Random subsets are drawn by index arithmetic, so sampling ``n`` patches costs
-:math:`O(n C p^2)` memory whatever the image size.
+:math:`O(n C p^2)` memory whatever the image size. :func:`gaussian_pyramid` gives the
+coarser scales of multiscale patch priors.
 """
 
 from __future__ import annotations
@@ -193,3 +194,50 @@ def augment_dihedral(x: torch.Tensor) -> list[torch.Tensor]:
         for k in range(4):
             views.append(torch.rot90(y, k, dims=(-2, -1)))
     return views
+
+
+def pyramid_sizes(size: int, n_scales: int) -> list[int]:
+    """The sides of the (at most ``n_scales``) pyramid levels of an image of side ``size`` (the 4x4
+    filter needs a level of at least 4 pixels to compute the next one)."""
+    sizes = [size]
+    while len(sizes) < n_scales and sizes[-1] >= 4:
+        sizes.append((sizes[-1] - 4) // 2 + 1)
+    return sizes
+
+
+def gaussian_pyramid(x: torch.Tensor, n_scales: int) -> list[torch.Tensor]:
+    r"""``[x, Dx, D^2 x, ...]`` with :math:`D` the 4x4 Gaussian (std 1) filter with stride 2.
+
+    :raises ValueError: if a level to be filtered is smaller than 4 pixels.
+    """
+    if len(pyramid_sizes(min(x.shape[-2:]), n_scales)) < n_scales:
+        raise ValueError(
+            f"an image of size {tuple(x.shape[-2:])} is too small for a pyramid of {n_scales} scales "
+            f"(the 4x4 filter needs at least 4 pixels at every scale but the last)"
+        )
+    grid = torch.arange(4, dtype=x.dtype, device=x.device) - 1.5
+    k = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / 2)
+    k = (k / k.sum()).expand(x.shape[1], 1, 4, 4)
+    out = [x]
+    for _ in range(n_scales - 1):
+        out.append(F.conv2d(out[-1], k, stride=2, groups=x.shape[1]))
+    return out
+
+
+def concatenate_images(images: list | tuple, name: str = "images") -> torch.Tensor:
+    """One ``[R, C, H, W]`` tensor from a non-empty list of ``[1, C, H, W]`` (or ``[C, H, W]``) images of one shape."""
+    if len(images) == 0:
+        raise ValueError(f"{name} must hold at least one image, got an empty list")
+    batch = []
+    for k, image in enumerate(images):
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"{name}[{k}] must be a [1, C, H, W] or [C, H, W] tensor, got {type(image).__name__}")
+        if image.dim() not in (3, 4):
+            raise ValueError(f"{name}[{k}] must be a [1, C, H, W] or [C, H, W] tensor, got shape {tuple(image.shape)}")
+        batch.append(image if image.dim() == 4 else image[None])
+        if batch[-1].shape[1:] != batch[0].shape[1:]:
+            raise ValueError(
+                f"{name} must share channels and size: {name}[{k}] has shape "
+                f"{tuple(batch[-1].shape[1:])}, {name}[0] {tuple(batch[0].shape[1:])}"
+            )
+    return torch.cat(batch)

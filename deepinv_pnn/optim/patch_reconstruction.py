@@ -19,8 +19,8 @@ from __future__ import annotations
 import deepinv as dinv
 import torch
 
-from deepinv_pnn.models.wppnet import backprojection
-from deepinv_pnn.validation import check_image, check_positive
+from deepinv_pnn.models.wppnet import backprojection, check_physics
+from deepinv_pnn.validation import check_count, check_image, check_positive, physics_must_fit
 
 
 class AdamPatchReconstructor(dinv.models.Reconstructor):
@@ -51,9 +51,11 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
     def __init__(self, prior: torch.nn.Module, lambda_reg: float, steps: int = 500, lr: float = 0.01,
                  clamp: bool = False, average_from: int | None = None):
         super().__init__()
+        if not isinstance(prior, dinv.optim.Prior):
+            raise TypeError(f"prior must be a deepinv.optim.Prior (with fn), got {type(prior).__name__}")
         self.prior = prior
         self.lambda_reg = check_positive(lambda_reg, "lambda_reg", allow_zero=True)
-        self.steps = int(steps)
+        self.steps = check_count(steps, "steps")
         self.lr = check_positive(lr, "lr")
         self.clamp = clamp
         if average_from is not None and not 1 <= int(average_from) <= self.steps:
@@ -63,8 +65,7 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
     def forward(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, init: torch.Tensor | None = None,
                 **kwargs) -> torch.Tensor:
         """Reconstruct ``y``; ``init`` defaults to the normalised back-projection."""
-        check_image(y, "y")
-        x = (backprojection(y, physics) if init is None else init).detach().clone().requires_grad_(True)
+        x = self._start(y, physics, init)
         optimizer = torch.optim.Adam([x], lr=self.lr)
         mean, count = None, 0
         with torch.enable_grad():
@@ -82,3 +83,28 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
                     count += 1
                     mean = x.detach().clone() if mean is None else mean.add_(x.detach() - mean, alpha=1.0 / count)
         return x.detach() if mean is None else mean
+
+    def _start(self, y: torch.Tensor, physics: dinv.physics.Physics, init: torch.Tensor | None) -> torch.Tensor:
+        """The starting point, after checking ``y``, ``physics`` and ``init``."""
+        check_image(y, "y")
+        if y.shape[0] == 0:
+            raise ValueError(f"AdamPatchReconstructor needs at least one observation (B >= 1), got y of shape {tuple(y.shape)}")
+        if init is None:
+            check_physics(physics)
+            with physics_must_fit(y, type(self).__name__):
+                init = backprojection(y, physics)
+        else:
+            if not isinstance(physics, dinv.physics.Physics):
+                raise TypeError(f"physics must be a deepinv.physics.Physics, got {type(physics).__name__}")
+            check_image(init, "init", channels=y.shape[1])
+            try:
+                with torch.no_grad():
+                    shape = physics.A(init).shape
+            except RuntimeError as err:
+                raise ValueError(f"init of shape {tuple(init.shape)} does not fit physics: {err}") from err
+            if shape != y.shape:
+                raise ValueError(
+                    f"init of shape {tuple(init.shape)} is mapped by physics to {tuple(shape)}, "
+                    f"but y has shape {tuple(y.shape)}"
+                )
+        return init.detach().clone().requires_grad_(True)

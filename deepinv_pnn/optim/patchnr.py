@@ -32,7 +32,7 @@ from deepinv_pnn.nn.patches import (
     random_positions,
 )
 from deepinv_pnn.pretrained import load_pretrained
-from deepinv_pnn.validation import check_image, check_positive
+from deepinv_pnn.validation import check_count, check_image, check_positive
 
 PRETRAINED = {"material": "patchnr_sic.safetensors", "natural": "patchnr_bsd.safetensors"}
 
@@ -78,10 +78,10 @@ class PatchNR(dinv.optim.Prior):
     ):
         super().__init__()
         self.explicit_prior = True
-        self.patch_size = int(patch_size)
-        self.channels = int(channels)
+        self.patch_size = check_count(patch_size, "patch_size")
+        self.channels = check_count(channels, "channels")
         self.dim = self.channels * self.patch_size**2
-        self.n_patches = n_patches
+        self.n_patches = n_patches if n_patches is None else check_count(n_patches, "n_patches")
         self.resample = resample
         self.seed = int(seed)
         self.flow = patch_flow(self.dim, n_blocks=n_blocks, hidden=hidden, mixing=mixing, seed=seed)
@@ -93,7 +93,22 @@ class PatchNR(dinv.optim.Prior):
         self.eval()
 
     def nll(self, patches: torch.Tensor) -> torch.Tensor:
-        r"""Negative log-likelihood :math:`-\log p_\theta(q)` of ``[..., d]`` patches, shape ``[...]``."""
+        r"""Negative log-likelihood :math:`-\log p_\theta(q)` of ``[..., d]`` patches, shape ``[...]``.
+
+        :param torch.Tensor patches: finite ``[..., d]`` patches, :math:`d = C p^2`.
+        """
+        if not isinstance(patches, torch.Tensor) or not patches.is_floating_point():
+            got = patches.dtype if isinstance(patches, torch.Tensor) else type(patches).__name__
+            raise TypeError(f"patches must be a floating-point tensor, got {got}")
+        if patches.dim() == 0 or patches.shape[-1] != self.dim:
+            raise ValueError(
+                f"patches must have last dimension C p^2 = {self.dim}, got shape {tuple(patches.shape)}"
+            )
+        if not torch.isfinite(patches).all():
+            raise ValueError("patches contains NaN or Inf values")
+        return self._nll(patches)
+
+    def _nll(self, patches: torch.Tensor) -> torch.Tensor:
         dtype = next(self.flow.parameters()).dtype
         flat = patches.reshape(-1, self.dim).to(dtype)
         z, logdet = self.flow(flat)
@@ -121,9 +136,11 @@ class PatchNR(dinv.optim.Prior):
         :param torch.Tensor x: image ``[B, C, H, W]``.
         """
         check_image(x, "x", channels=self.channels)
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one image (B >= 1), got shape {tuple(x.shape)}")
         if min(x.shape[-2:]) < self.patch_size:
             raise ValueError(f"x of size {tuple(x.shape[-2:])} is smaller than patch_size {self.patch_size}")
-        return self.nll(self._patches(x)).mean(-1)
+        return self._nll(self._patches(x)).mean(-1)
 
     def grad(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """Gradient of :meth:`fn` by automatic differentiation."""
@@ -146,6 +163,8 @@ class PatchNR(dinv.optim.Prior):
         """
         check_image(x, "x", channels=self.channels)
         gamma = check_positive(gamma, "gamma")
+        max_iter = check_count(max_iter, "max_iter")
+        tol = check_positive(tol, "tol", allow_zero=True)
         x = x.detach()
         z = x.clone().requires_grad_(True)
         optimizer = torch.optim.LBFGS(
@@ -189,8 +208,11 @@ class PatchNR(dinv.optim.Prior):
         """
         if isinstance(images, torch.Tensor):
             images = [images[i : i + 1] for i in range(images.shape[0])] if images.dim() == 4 else [images[None]]
+        if len(images) == 0:
+            raise ValueError("images must hold at least one image, got none")
         for k, im in enumerate(images):
             check_image(im, f"images[{k}]", channels=self.channels)
+        steps, batch_size = check_count(steps, "steps"), check_count(batch_size, "batch_size")
         device = torch.device(device) if device is not None else images[0].device
         views = [v for im in images for v in (augment_dihedral(im) if augment else [im])]
         patches = torch.cat([extract_patches(v.float().to(device), self.patch_size).reshape(-1, self.dim) for v in views])
@@ -215,7 +237,7 @@ class PatchNR(dinv.optim.Prior):
             batch = patches[idx]
             if dequantize:
                 batch = batch + dequantize * (torch.rand(batch.shape, device=device, generator=generator) - 0.5)
-            loss = self.nll(batch).mean()
+            loss = self._nll(batch).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.flow.parameters(), 10.0)

@@ -20,17 +20,19 @@ import contextlib
 
 import deepinv as dinv
 import torch
-import torch.nn.functional as F
 
 from deepinv_pnn.nn import semidual
 from deepinv_pnn.nn.patches import (
     center_patches,
+    concatenate_images,
     extract_patches,
     gather_patches,
+    gaussian_pyramid,
     pad_image,
+    pyramid_sizes,
     random_positions,
 )
-from deepinv_pnn.validation import check_image, check_positive
+from deepinv_pnn.validation import check_count, check_image, check_positive
 
 
 def denoise_reference(images: torch.Tensor, gamma: float, n_iter: int = 200) -> torch.Tensor:
@@ -51,15 +53,19 @@ def denoise_reference(images: torch.Tensor, gamma: float, n_iter: int = 200) -> 
     return dinv.optim.TVPrior(n_it_max=int(n_iter)).prox(images, gamma=check_positive(gamma, "gamma"))
 
 
-def gaussian_pyramid(x: torch.Tensor, n_scales: int) -> list[torch.Tensor]:
-    r"""``[x, Dx, D^2 x, ...]`` with :math:`D` the 4x4 Gaussian (std 1) filter with stride 2."""
-    grid = torch.arange(4, dtype=x.dtype, device=x.device) - 1.5
-    k = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / 2)
-    k = (k / k.sum()).expand(x.shape[1], 1, 4, 4)
-    out = [x]
-    for _ in range(n_scales - 1):
-        out.append(F.conv2d(out[-1], k, stride=2, groups=x.shape[1]))
-    return out
+def _check_reference_size(images: torch.Tensor, patch_size: int, n_scales: int) -> None:
+    """Every one of the ``n_scales`` levels of the reference pyramid must hold a patch."""
+    sizes = pyramid_sizes(min(images.shape[-2:]), n_scales)
+    usable = sum(1 for size in sizes if size >= patch_size)
+    if usable == 0:
+        raise ValueError(
+            f"reference_images of size {tuple(images.shape[-2:])} are smaller than patch_size {patch_size}"
+        )
+    if usable < n_scales:
+        raise ValueError(
+            f"n_scales={n_scales} is too large for reference_images of size {tuple(images.shape[-2:])} "
+            f"and patch_size {patch_size}: at most {usable} scale(s) hold a patch"
+        )
 
 
 class WassersteinPatchPrior(dinv.optim.Prior):
@@ -126,17 +132,20 @@ class WassersteinPatchPrior(dinv.optim.Prior):
     ):
         super().__init__()
         if isinstance(reference_images, (list, tuple)):
-            reference_images = torch.cat([r if r.dim() == 4 else r[None] for r in reference_images])
+            reference_images = concatenate_images(reference_images, "reference_images")
         check_image(reference_images, "reference_images")
+        if reference_images.shape[0] == 0:
+            raise ValueError(f"reference_images must hold at least one image, got shape {tuple(reference_images.shape)}")
         if check_positive(reference_denoise, "reference_denoise", allow_zero=True) > 0:
             reference_images = denoise_reference(reference_images.detach().float().cpu(), reference_denoise)
-        if n_scales < 1:
-            raise ValueError(f"n_scales must be >= 1, got {n_scales}")
         self.explicit_prior = True
-        self.patch_size = int(patch_size)
-        self.n_scales = int(n_scales)
-        self.n_patches = n_patches
-        self.psi_iters = int(psi_iters)
+        self.patch_size = check_count(patch_size, "patch_size")
+        self.n_scales = check_count(n_scales, "n_scales")
+        _check_reference_size(reference_images, self.patch_size, self.n_scales)
+        self.n_patches = n_patches if n_patches is None else check_count(n_patches, "n_patches")
+        if n_reference_patches is not None:
+            n_reference_patches = check_count(n_reference_patches, "n_reference_patches")
+        self.psi_iters = check_count(psi_iters, "psi_iters", minimum=0)
         self.psi_lr = check_positive(psi_lr, "psi_lr")
         self.center = bool(center)
         self.pad = pad
@@ -147,7 +156,10 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         self.resample = bool(resample)
         self._draws = 0
         self.channels = reference_images.shape[1]
+        n_scales = self.n_scales
         weights = [1.0 / n_scales] * n_scales if scale_weights is None else list(scale_weights)
+        for k, weight in enumerate(weights):
+            check_positive(weight, f"scale_weights[{k}]", allow_zero=True)
         if len(weights) != n_scales:
             raise ValueError(f"scale_weights must have n_scales={n_scales} entries, got {len(weights)}")
         self.scale_weights = weights
@@ -202,18 +214,27 @@ class WassersteinPatchPrior(dinv.optim.Prior):
             patches = gather_patches(image, rows, cols, self.patch_size)
         return center_patches(patches) if self.center else patches
 
+    def _min_size(self) -> int:
+        """The smallest side of a pyramid level that (once padded) holds a patch."""
+        p = self.patch_size
+        return {None: p, "reflect": p, "circular": max(p - 1, 1)}.get(self.pad, 1)
+
     def _scales(self, x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """(scale, patches [B, N, D]) for the scales large enough to hold a patch."""
-        pyramid = gaussian_pyramid(x, self.n_scales)
-        out = []
-        for s, image in enumerate(pyramid):
-            size = min(image.shape[-2:]) + (2 * (self.patch_size - 1) if self.pad else 0)
-            if size < self.patch_size:
-                if s == 0:
-                    raise ValueError(f"x of size {tuple(x.shape[-2:])} is smaller than patch_size {self.patch_size}")
-                break
-            out.append((s, self._patches(image, s)))
-        return out
+        sizes = pyramid_sizes(min(x.shape[-2:]), self.n_scales)
+        usable = sum(1 for size in sizes if size >= self._min_size())
+        if usable == 0:
+            m = self._min_size()
+            raise ValueError(
+                f"x of size {tuple(x.shape[-2:])} is smaller than patch_size {self.patch_size} allows "
+                f"(pad={self.pad!r}): x needs at least {m}x{m} pixels"
+            )
+        return [(s, self._patches(image, s)) for s, image in enumerate(gaussian_pyramid(x, usable))]
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        check_image(x, "x", channels=self.channels)
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one image (B >= 1), got shape {tuple(x.shape)}")
 
     def _is_new(self, x: torch.Tensor) -> bool:
         last = self._last_input
@@ -224,7 +245,10 @@ class WassersteinPatchPrior(dinv.optim.Prior):
 
     def update_dual(self, x: torch.Tensor, iters: int | None = None) -> None:
         r"""Run ``iters`` (default ``psi_iters``) averaged ascent steps on each :math:`\psi_s` at ``x``."""
-        iters = self.psi_iters if iters is None else int(iters)
+        self._check_x(x)
+        self._update_dual(x, self.psi_iters if iters is None else check_count(iters, "iters", minimum=0))
+
+    def _update_dual(self, x: torch.Tensor, iters: int) -> None:
         if self.resample and self.n_patches is not None:
             self._draws += 1
             self._positions.clear()
@@ -248,9 +272,9 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         :return: ``(B,)`` values (lower bounds of :math:`\sum_s w_s W_2^2`, tight when
             :math:`\psi` has converged).
         """
-        check_image(x, "x", channels=self.channels)
+        self._check_x(x)
         if not self._frozen and self._is_new(x):
-            self.update_dual(x)
+            self._update_dual(x, self.psi_iters)
         values = []
         for s, patches in self._scales(x):
             ref = self.reference(s).to(device=x.device, dtype=x.dtype)
@@ -267,7 +291,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
 
     def grad(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         r"""Gradient of :meth:`fn` from the optimal assignments, ``[B, C, H, W]``."""
-        check_image(x, "x", channels=self.channels)
+        self._check_x(x)
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.fn(xx).sum(), xx)
@@ -275,6 +299,10 @@ class WassersteinPatchPrior(dinv.optim.Prior):
 
     def lipschitz_bound(self, x: torch.Tensor) -> float:
         r"""Bound :math:`\sum_s w_s 2 p^2 / N_s` on the curvature of each quadratic piece of ``fn``."""
+        self._check_x(x)
+        return self._lipschitz_bound(x)
+
+    def _lipschitz_bound(self, x: torch.Tensor) -> float:
         bound = 0.0
         for s, patches in self._scales(x.detach()):
             bound += self.scale_weights[s] * 2 * self.patch_size**2 / patches.shape[1]
@@ -291,11 +319,13 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         :param torch.Tensor x: image ``[B, C, H, W]``.
         :param float gamma: step :math:`\gamma > 0`.
         """
-        check_image(x, "x", channels=self.channels)
+        self._check_x(x)
         gamma = check_positive(gamma, "gamma")
+        max_iter = check_count(max_iter, "max_iter")
+        tol = check_positive(tol, "tol", allow_zero=True)
         if not self._frozen and self._is_new(x):
-            self.update_dual(x)
-        step = 1.0 / (1.0 / gamma + self.lipschitz_bound(x))
+            self._update_dual(x, self.psi_iters)
+        step = 1.0 / (1.0 / gamma + self._lipschitz_bound(x))
         z = x.detach().clone()
         with self.frozen():
             for _ in range(max_iter):
