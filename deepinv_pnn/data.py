@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from deepinv_pnn.validation import check_count
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm")
 
 # scikit-image images bundled in its wheel (no pooch download needed).
@@ -64,9 +66,13 @@ def _to_tensor(array: np.ndarray, grayscale: bool) -> torch.Tensor:
 
 def _resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Centre-crop to the target aspect ratio, then resize with antialiasing."""
-    target = (size, size) if isinstance(size, int) else tuple(size)
-    if len(target) != 2 or min(target) <= 0:
-        raise ValueError(f"size must be a positive int or (H, W), got {size}")
+    if isinstance(size, (tuple, list, torch.Size)):
+        if len(size) != 2:
+            raise ValueError(f"size must be a positive int or (H, W), got {size}")
+        target = tuple(size)
+    else:
+        target = (size, size)
+    target = tuple(check_count(v, "size") for v in target)
     h, w = x.shape[-2:]
     aspect = target[1] / target[0]
     if w / h > aspect:
@@ -110,6 +116,8 @@ def load_image(
     >>> load_image("astronaut", size=(32, 48), grayscale=False).shape
     torch.Size([1, 3, 32, 48])
     """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype (values lie in [0, 1]), got {dtype}")
     name = str(name_or_path)
     if name in EMBEDDED_IMAGES:
         import skimage.data
@@ -164,6 +172,7 @@ def random_crop_flip(
 ) -> torch.Tensor:
     """Random crop of ``[C, H, W]`` to ``crop_size`` and random flips/90-degree rotations."""
     if crop_size is not None:
+        crop_size = check_count(crop_size, "crop_size")
         h, w = x.shape[-2:]
         if crop_size > min(h, w):
             raise ValueError(f"crop_size {crop_size} exceeds the image size {(h, w)}")
@@ -239,7 +248,7 @@ class ImageFolderDataset(Dataset):
         if len(files) == 0:
             raise ValueError("files is empty")
         self.files = [Path(f) for f in files]
-        self.crop_size = crop_size
+        self.crop_size = None if crop_size is None else check_count(crop_size, "crop_size")
         self.flips = flips
         self.grayscale = grayscale
         self.seed = seed
@@ -300,9 +309,20 @@ class PatchDataset(Dataset):
     ):
         if isinstance(images, torch.Tensor):
             images = [images] if images.dim() == 4 else [images[None]]
+        if not isinstance(images, (list, tuple)) or not all(isinstance(im, torch.Tensor) for im in images):
+            raise TypeError(f"images must be a torch.Tensor or a list of tensors, got {type(images).__name__}")
+        if len(images) == 0:
+            raise ValueError("images is empty: give at least one image")
+        if any(im.dim() not in (3, 4) for im in images):
+            raise ValueError(f"images must be [C, H, W] or [B, C, H, W], got {[tuple(im.shape) for im in images]}")
         tensors = [im if im.dim() == 4 else im[None] for im in images]
-        if patch_size < 1 or stride < 1:
-            raise ValueError(f"patch_size and stride must be >= 1, got {patch_size}, {stride}")
+        if len({im.shape[1] for im in tensors}) > 1:
+            raise ValueError(f"images must share one channel count, got {[im.shape[1] for im in tensors]}")
+        if any(im.is_floating_point() and not torch.isfinite(im).all() for im in tensors):
+            raise ValueError("images contain NaN or Inf values")
+        patch_size, stride = check_count(patch_size, "patch_size"), check_count(stride, "stride")
+        if n_patches is not None:
+            n_patches = check_count(n_patches, "n_patches")
         patches = []
         for im in tensors:
             if min(im.shape[-2:]) < patch_size:

@@ -11,6 +11,7 @@ unpickled.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -58,16 +59,35 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Read a state dict from a safetensors file or a plain ``torch.save`` state dict.
 
     ``.pt``/``.pth`` files are read with ``torch.load(weights_only=True)``, which refuses
-    arbitrary pickled objects.
+    arbitrary pickled objects (:class:`pickle.UnpicklingError`).
+
+    :raises ValueError: if the file is a folder or not a readable weights file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"weights path {str(path)!r} is a folder; give a .safetensors, .pt or .pth file")
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    unreadable = f"{str(path)!r} is not a readable weights file (safetensors or a torch.save state dict)"
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device=str(device))
-    state = torch.load(path, map_location=device, weights_only=True)
+        try:
+            return load_file(str(path), device=str(device))
+        except SafetensorError as err:
+            raise ValueError(f"{unreadable}: {err}") from err
+    with open(path, "rb") as f:
+        # torch.save writes a zip archive (or, in the legacy format, a pickle: protocol byte 0x80)
+        is_zip = zipfile.is_zipfile(f)
+        f.seek(0)
+        legacy = f.read(1) == b"\x80"
+    if not (is_zip or legacy):
+        raise ValueError(unreadable)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{unreadable}: {err}") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -90,6 +110,8 @@ def load_pretrained(
     :param bool strict: passed to :meth:`torch.nn.Module.load_state_dict`.
     :return: ``module``, with the weights loaded onto its device and dtype.
     """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     if pretrained is None or pretrained is False:
         return module
     if pretrained is True:

@@ -33,8 +33,9 @@ import deepinv as dinv
 import torch
 from torch import nn
 
-from deepinv_pnn.sampling.generative_flow import DisplacementMLP, train_flow_chain
-from deepinv_pnn.validation import check_image
+from deepinv_pnn.sampling.generative_flow import DisplacementMLP, check_img_shape, train_flow_chain
+from deepinv_pnn.sampling.mmd_riesz import _all_finite
+from deepinv_pnn.validation import check_count, check_image, check_positive, physics_must_fit
 
 __all__ = ["ConditionalMMDFlow", "MMDPosteriorMean", "condition_features"]
 
@@ -45,6 +46,10 @@ MISSING_VALUE = 0.5
 def condition_features(y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> torch.Tensor:
     r"""The conditioning vector :math:`c = A^\top y + \kappa (A^\top A \mathbf 1 - \mathbf 1)`,
     flattened ``[B, C H W]``."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if not isinstance(physics, dinv.physics.LinearPhysics):
+        raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
     back = physics.A_adjoint(y)
     ones = torch.ones_like(back[:1])
     gram = physics.A_adjoint(physics.A(ones))
@@ -88,14 +93,16 @@ class ConditionalMMDFlow(nn.Module):
         default_file: str | None = None,
     ):
         super().__init__()
-        self.img_shape = tuple(int(v) for v in img_shape)
+        self.img_shape = check_img_shape(img_shape)
         self.dim = math.prod(self.img_shape)
-        self.latent_std = float(latent_std)
+        self.latent_std = check_positive(latent_std, "latent_std")
+        cond_weight = check_positive(cond_weight, "cond_weight", allow_zero=True)
+        n_stages = check_count(n_stages, "n_stages")
         # a buffer, so that the weights file carries the kernel weight the chain was trained with
-        self.register_buffer("cond_scale", torch.tensor(float(cond_weight)))
+        self.register_buffer("cond_scale", torch.tensor(cond_weight))
         self.register_buffer("consistent", torch.tensor(float(bool(consistent_latent))))
         self.networks = nn.ModuleList(
-            DisplacementMLP(self.dim, hidden, cond_dim=self.dim) for _ in range(int(n_stages))
+            DisplacementMLP(self.dim, hidden, cond_dim=self.dim) for _ in range(n_stages)
         )
         self.register_buffer("latent_mean", torch.zeros(self.dim))
         if pretrained:
@@ -138,10 +145,12 @@ class ConditionalMMDFlow(nn.Module):
         check_image(y, "y", channels=self.img_shape[0])
         if not isinstance(physics, dinv.physics.LinearPhysics):
             raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        n_samples = check_count(n_samples, "n_samples")
+        if len(y) == 0:
+            raise ValueError(f"y must hold at least one observation (B >= 1), got shape {tuple(y.shape)}")
         param = next(self.parameters())
-        cond = condition_features(y.to(param), physics)
+        with physics_must_fit(y, "ConditionalMMDFlow.sample"):
+            cond = condition_features(y.to(param), physics)
         if cond.shape[1] != self.dim:
             raise ValueError(
                 f"y and physics must describe images of shape {self.img_shape}; A^T y has {cond.shape[1]} entries"
@@ -158,6 +167,7 @@ class ConditionalMMDFlow(nn.Module):
         self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, n_samples: int = 16, seed: int | None = 0
     ) -> dict:
         """Posterior ``samples`` ``[S, B, C, H, W]``, pixel-wise ``mean`` and ``std`` ``[B, C, H, W]``."""
+        n_samples = check_count(n_samples, "n_samples")
         samples = self.sample(y, physics, n_samples, seed)
         return {"samples": samples, "mean": samples.mean(0), "std": samples.std(0, unbiased=n_samples > 1)}
 
@@ -173,9 +183,21 @@ class ConditionalMMDFlow(nn.Module):
         """Train on images ``x`` ``[N, C, H, W]`` with their conditions ``cond`` ``[N, C H W]``
         (from :func:`condition_features`; the observations ``y`` and the ``physics`` too if
         ``consistent_latent``); ``kwargs`` go to :func:`~deepinv_pnn.sampling.train_flow_chain`."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.img_shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape [N, {self.img_shape}], got {got}")
+        if not isinstance(cond, torch.Tensor) or tuple(cond.shape) != (len(x), self.dim):
+            got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
+            raise ValueError(f"cond must have shape [N, C H W] = [{len(x)}, {self.dim}] (one per image), got {got}")
+        if y is not None and (not isinstance(y, torch.Tensor) or len(y) != len(x)):
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must hold one observation per image ({len(x)}), got {got}")
         param = next(self.parameters())
         target = x.reshape(len(x), -1).to(param)
         cond = cond.to(param)
+        for name, values in (("x", target), ("cond", cond)):
+            if not _all_finite(values):
+                raise ValueError(f"{name} contains NaN or Inf values")
         self.latent_mean.copy_(target.mean(0))
         gen = torch.Generator(device=param.device).manual_seed(seed)
         e = torch.randn(target.shape, generator=gen, device=param.device, dtype=param.dtype)
@@ -209,8 +231,10 @@ class MMDPosteriorMean(dinv.models.Reconstructor):
 
     def __init__(self, flow: ConditionalMMDFlow, n_samples: int = 32):
         super().__init__()
+        if not callable(getattr(flow, "sample", None)):
+            raise TypeError(f"flow must be a ConditionalMMDFlow, got {type(flow).__name__}")
         self.flow = flow
-        self.n_samples = int(n_samples)
+        self.n_samples = check_count(n_samples, "n_samples")
 
     def forward(self, y: torch.Tensor, physics: dinv.physics.Physics, **kwargs) -> torch.Tensor:
         return self.flow.sample(y, physics, self.n_samples, seed=0).mean(0)
@@ -219,4 +243,4 @@ class MMDPosteriorMean(dinv.models.Reconstructor):
         self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, n_samples: int | None = None, seed: int | None = 0
     ) -> dict:
         """Posterior ``samples`` ``[S, B, C, H, W]``, ``mean`` and ``std`` ``[B, C, H, W]``."""
-        return self.flow.posterior(y, physics, n_samples or self.n_samples, seed)
+        return self.flow.posterior(y, physics, self.n_samples if n_samples is None else n_samples, seed)

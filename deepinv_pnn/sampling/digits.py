@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from deepinv_pnn.sampling.mmd_riesz import mmd_riesz
+from deepinv_pnn.validation import check_count
 
 __all__ = ["evaluate_samples", "gaussian_fit_sample", "load_digits", "nearest_neighbour_stats"]
 
@@ -35,11 +36,14 @@ def load_digits(
     >>> load_digits("train").shape, load_digits("test").shape
     (torch.Size([1200, 1, 8, 8]), torch.Size([597, 1, 8, 8]))
     """
-    from sklearn.datasets import load_digits as _load
-
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    held_out = check_count(held_out, "held_out", minimum=0)
+    from sklearn.datasets import load_digits as _load
+
     images = torch.as_tensor(_load().images, dtype=dtype)[:, None] / 16.0
+    if held_out >= len(images):
+        raise ValueError(f"held_out must lie in [0, {len(images)}), got {held_out}")
     if split == "all":
         return images
     perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
@@ -49,6 +53,10 @@ def load_digits(
 
 def gaussian_fit_sample(train: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` samples of the Gaussian with the mean and covariance of ``train`` (the baseline)."""
+    n = check_count(n, "n")
+    if not isinstance(train, torch.Tensor) or len(train) < 2:
+        got = tuple(train.shape) if isinstance(train, torch.Tensor) else type(train).__name__
+        raise ValueError(f"train must be a tensor of at least 2 images (to fit a covariance), got {got}")
     flat = train.reshape(len(train), -1).double()
     mean = flat.mean(0)
     cov = torch.cov(flat.T) + 1e-6 * torch.eye(flat.shape[1], dtype=flat.dtype)

@@ -22,9 +22,18 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from deepinv_pnn.sampling.mmd_riesz import _all_finite, check_point_cloud
 from deepinv_pnn.sampling.particle_flow import MMDParticleFlow
+from deepinv_pnn.validation import check_count, check_dtype_matches, check_positive
 
 __all__ = ["DisplacementMLP", "GenerativeMMDFlow", "train_flow_chain"]
+
+
+def check_img_shape(img_shape: object) -> tuple[int, int, int]:
+    """Check that ``img_shape`` is ``(C, H, W)`` with positive integer entries and return it."""
+    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
+        raise ValueError(f"img_shape must be (C, H, W), got {img_shape}")
+    return tuple(check_count(v, "img_shape entries") for v in img_shape)
 
 
 class DisplacementMLP(nn.Module):
@@ -37,6 +46,8 @@ class DisplacementMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 256, cond_dim: int = 0):
         super().__init__()
+        dim, hidden = check_count(dim, "dim"), check_count(hidden, "hidden")
+        cond_dim = check_count(cond_dim, "cond_dim", minimum=0)
         self.net = nn.Sequential(
             nn.Linear(dim + cond_dim, hidden),
             nn.SiLU(),
@@ -49,7 +60,24 @@ class DisplacementMLP(nn.Module):
         self.dim, self.cond_dim = dim, cond_dim
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x if cond is None else torch.cat([x, cond], dim=1))
+        """The displacement of ``x`` ``[n, dim]`` given ``cond`` ``[n, cond_dim]`` (or ``None``)."""
+        _check_vectors(x, "x", self.dim)
+        check_dtype_matches(self, x, "x")
+        if (cond is None) != (self.cond_dim == 0):
+            raise ValueError(f"cond must be given exactly when cond_dim > 0 (cond_dim = {self.cond_dim})")
+        if cond is None:
+            return self.net(x)
+        _check_vectors(cond, "cond", self.cond_dim, len(x))
+        check_dtype_matches(self, cond, "cond")
+        return self.net(torch.cat([x, cond], dim=1))
+
+
+def _check_vectors(x: object, name: str, dim: int, n: int | None = None) -> None:
+    # O(1): shape and type only (called for every network of a chain)
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != dim or (n is not None and len(x) != n):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        rows = "n" if n is None else n
+        raise ValueError(f"{name} must be a tensor of shape [{rows}, {dim}], got {got}")
 
 
 def train_flow_chain(
@@ -89,8 +117,20 @@ def train_flow_chain(
     :param progress: called as ``progress(stage, record)``.
     :return: one record per stage (flow MMD before/after, network fit error).
     """
+    if (particle_cond is None) != (target_cond is None):
+        raise ValueError("give both particle_cond and target_cond (conditional flow) or neither")
+    check_point_cloud(x0, "x0")
     d = x0.shape[1]
+    check_point_cloud(target, "target", dim=d)
     joint = particle_cond is not None
+    if joint:
+        k = particle_cond.shape[-1] if isinstance(particle_cond, torch.Tensor) and particle_cond.dim() else 0
+        _check_vectors(particle_cond, "particle_cond", k, len(x0))
+        _check_vectors(target_cond, "target_cond", k, len(target))
+        cond_weight = check_positive(cond_weight, "cond_weight", allow_zero=True)
+    flow_steps = check_count(flow_steps, "flow_steps", minimum=0)
+    train_iters = check_count(train_iters, "train_iters")
+    batch_size = check_count(batch_size, "batch_size")
     tgt = torch.cat([target, cond_weight * target_cond], 1) if joint else target
     pc = cond_weight * particle_cond if joint else None
     flow = MMDParticleFlow(tgt, n_projections, step_size, momentum, movable_dims=d, seed=seed)
@@ -156,10 +196,11 @@ class GenerativeMMDFlow(nn.Module):
         default_file: str | None = None,
     ):
         super().__init__()
-        self.img_shape = tuple(int(v) for v in img_shape)
+        self.img_shape = check_img_shape(img_shape)
         self.dim = math.prod(self.img_shape)
-        self.latent_std = float(latent_std)
-        self.networks = nn.ModuleList(DisplacementMLP(self.dim, hidden) for _ in range(int(n_stages)))
+        self.latent_std = check_positive(latent_std, "latent_std")
+        n_stages = check_count(n_stages, "n_stages")
+        self.networks = nn.ModuleList(DisplacementMLP(self.dim, hidden) for _ in range(n_stages))
         # latent z = mean + s * L e, e ~ N(0, I); fit() sets (mean, L) to a Gaussian fit of the data
         self.register_buffer("latent_mean", torch.zeros(self.dim))
         self.register_buffer("latent_factor", torch.eye(self.dim))
@@ -170,6 +211,10 @@ class GenerativeMMDFlow(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Push latent vectors ``z`` ``[n, d]`` through the chain; returns ``[n, C, H, W]``."""
+        _check_vectors(z, "z", self.dim)
+        check_dtype_matches(self, z, "z")
+        if not _all_finite(z):
+            raise ValueError("z contains NaN or Inf values")
         x = z
         for net in self.networks:
             x = x + net(x)
@@ -199,10 +244,18 @@ class GenerativeMMDFlow(nn.Module):
             and covariance of ``data`` (the flow then only refines a Gaussian fit); else
             :math:`\mathcal N(0, s^2 I)`.
         """
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(f"data must be a torch.Tensor [M, C, H, W], got {type(data).__name__}")
         if data.shape[1:] != self.img_shape:
             raise ValueError(f"data must have shape [M, {self.img_shape}], got {tuple(data.shape)}")
+        least, why = (2, " to fit the Gaussian latent (gaussian_latent=True)") if gaussian_latent else (1, "")
+        if len(data) < least:
+            raise ValueError(f"data must hold at least {least} images{why}, got {len(data)}")
+        n_particles = check_count(n_particles, "n_particles")
         param = next(self.parameters())
         target = data.reshape(len(data), -1).to(param)
+        if not _all_finite(target):
+            raise ValueError("data contains NaN or Inf values")
         gen = torch.Generator(device=param.device).manual_seed(seed)
         if gaussian_latent:
             flat = target.double()

@@ -23,7 +23,7 @@ import torch
 
 from deepinv_pnn.sampling.mmd_riesz import check_point_cloud
 from deepinv_pnn.sampling.sliced_mmd import random_directions, sliced_mmd_riesz
-from deepinv_pnn.validation import check_positive
+from deepinv_pnn.validation import check_count, check_positive
 
 __all__ = ["MMDParticleFlow"]
 
@@ -63,9 +63,7 @@ class MMDParticleFlow:
         seed: int = 0,
     ):
         self.target = check_point_cloud(target, "target")
-        if int(n_projections) < 1:
-            raise ValueError(f"n_projections must be >= 1, got {n_projections}")
-        self.n_projections = int(n_projections)
+        self.n_projections = check_count(n_projections, "n_projections")
         self.step_size = check_positive(step_size, "step_size")
         momentum = check_positive(momentum, "momentum", allow_zero=True)
         if momentum >= 1:
@@ -73,7 +71,7 @@ class MMDParticleFlow:
         self.momentum = momentum
         self.projections = projections or random_directions
         d = target.shape[1]
-        self.movable_dims = d if movable_dims is None else int(movable_dims)
+        self.movable_dims = d if movable_dims is None else check_count(movable_dims, "movable_dims")
         if not 1 <= self.movable_dims <= d:
             raise ValueError(f"movable_dims must be in [1, {d}], got {movable_dims}")
         self.generator = torch.Generator(device=target.device).manual_seed(int(seed))
@@ -85,6 +83,9 @@ class MMDParticleFlow:
 
     def direction(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""The sliced :math:`\mathrm{MMD}^2` and the per-particle gradient :math:`N \nabla_x`."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape [N, d], got {got}")
         xi = self.projections(x.shape[1], self.n_projections, self.generator, x.device, x.dtype)
         value, grad = sliced_mmd_riesz(x, self.target, projections=xi, return_grad=True)
         return value, grad * x.shape[0]
@@ -109,14 +110,16 @@ class MMDParticleFlow:
     ) -> torch.Tensor:
         """Run ``n_steps`` steps from the particles ``x`` ``[N, d]``.
 
+        :param int n_steps: the number of steps (``>= 0``).
         :param callback: called as ``callback(k, x_k)`` after every step (e.g. to store frames).
         :param bool reset: start with zero velocity.
         """
         check_point_cloud(x, "x", dim=self.target.shape[1])
+        n_steps = check_count(n_steps, "n_steps", minimum=0)
         if reset:
             self.reset()
         x = x.to(self.target)
-        for k in range(int(n_steps)):
+        for k in range(n_steps):
             x = self.step(x)
             if callback is not None:
                 callback(k, x)

@@ -28,6 +28,7 @@ import torch
 
 from deepinv_pnn.sampling.mmd_riesz import _all_finite, check_point_cloud, riesz_constant
 from deepinv_pnn.sampling.sliced_mmd_cpu import sliced_cpu_float32, supports_cpu_float32
+from deepinv_pnn.validation import check_count, check_positive
 
 __all__ = ["local_projections", "random_directions", "sliced_mmd_riesz", "sliced_mmd_riesz_1d"]
 
@@ -40,9 +41,11 @@ def random_directions(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     r"""``n_projections`` directions uniform on the sphere :math:`S^{d-1}`, as columns ``[d, P]``."""
-    if int(n_projections) < 1:
-        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
-    xi = torch.randn(d, int(n_projections), generator=generator, device=device, dtype=dtype)
+    d = check_count(d, "d")
+    n_projections = check_count(n_projections, "n_projections")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    xi = torch.randn(d, n_projections, generator=generator, device=device, dtype=dtype)
     return xi / xi.norm(dim=0, keepdim=True)
 
 
@@ -67,11 +70,13 @@ def local_projections(
     :param int patch_size: the side ``s`` of the patches (``<= min(H, W)``).
     :param int n_projections: the number ``P`` of directions.
     """
-    c, h, w = (int(v) for v in img_shape)
-    s = int(patch_size)
-    if not 1 <= s <= min(h, w):
+    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
+        raise ValueError(f"img_shape must be (C, H, W), got {img_shape}")
+    c, h, w = (check_count(v, "img_shape entries") for v in img_shape)
+    s = check_count(patch_size, "patch_size")
+    if s > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for img_shape {img_shape}, got {patch_size}")
-    p = int(n_projections)
+    p = check_count(n_projections, "n_projections")
     local = random_directions(c * s * s, p, generator=generator, device=device, dtype=dtype)
     rows = torch.randint(0, h - s + 1, (p,), generator=generator, device=device)
     cols = torch.randint(0, w - s + 1, (p,), generator=generator, device=device)
@@ -97,6 +102,24 @@ def sliced_mmd_riesz_1d(
     :return: values ``[P]``, gradient w.r.t. ``zx`` ``[P, N]``, gradient w.r.t. ``zy``
         ``[P, M]`` or ``None``.
     """
+    for name, z in (("zx", zx), ("zy", zy)):
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            got = z.dtype if isinstance(z, torch.Tensor) else type(z).__name__
+            raise TypeError(f"{name} must be a floating-point tensor [P, N], got {got}")
+        if z.dim() != 2 or z.shape[1] < 1:
+            raise ValueError(f"{name} must have shape [P, N] with N >= 1, got {tuple(z.shape)}")
+    if zx.shape[0] != zy.shape[0] or zx.dtype != zy.dtype or zx.device != zy.device:
+        raise ValueError(
+            f"zx and zy must have the same number P of rows, dtype and device, got {tuple(zx.shape)} "
+            f"{zx.dtype} {zx.device} and {tuple(zy.shape)} {zy.dtype} {zy.device}"
+        )
+    if not (_all_finite(zx) and _all_finite(zy)):
+        raise ValueError("zx and zy must be finite (no NaN or Inf)")
+    return _sliced_1d(zx, zy, grad_y)
+
+
+def _sliced_1d(zx, zy, grad_y):
+    """:func:`sliced_mmd_riesz_1d` without the input checks (called once per chunk)."""
     n, m = zx.shape[1], zy.shape[1]
     z = torch.cat([zx, zy], dim=1)
     if z.device.type == "cpu":
@@ -138,7 +161,7 @@ def _sliced(x, y, xi, need_gx, need_gy, memory_budget, scale=1.0):
         xi_c = xi[:, start : start + chunk]
         zx = (x @ xi_c).T.contiguous()
         zy = (y @ xi_c).T.contiguous()
-        vals, g1x, g1y = sliced_mmd_riesz_1d(zx, zy, grad_y=need_gy)
+        vals, g1x, g1y = _sliced_1d(zx, zy, need_gy)
         del zx, zy
         value = value + vals.sum()
         if need_gx:
@@ -206,10 +229,11 @@ def sliced_mmd_riesz(
         :func:`local_projections`); default: uniform on the sphere.
     :param torch.Generator generator: the random generator of the directions.
     :param bool return_grad: return ``(value, grad_x)`` directly (no autograd).
-    :param float scale: the factor in front of the mean over projections; default
+    :param float scale: the factor (``>= 0``) in front of the mean over projections; default
         :math:`c_d` (so the value estimates the exact MMD^2 for uniform directions).
     :param float memory_budget: bytes of work memory per chunk of projections.
-    :return: the value (0-d tensor), or ``(value, grad_x)`` with ``grad_x`` ``[N, d]``.
+    :return: the value (0-d tensor), or ``(value, grad_x)`` with ``grad_x`` ``[N, d]``, in the
+        dtype of ``x`` (float16 and bfloat16 inputs are computed in float32).
 
     :Examples:
 
@@ -226,6 +250,13 @@ def sliced_mmd_riesz(
     """
     check_point_cloud(x, "x")
     check_point_cloud(y, "y", dim=x.shape[1])
+    if scale is not None:
+        scale = check_positive(scale, "scale", allow_zero=True)
+    memory_budget = check_positive(memory_budget, "memory_budget")
+    out_dtype = x.dtype
+    if x.dtype in (torch.float16, torch.bfloat16):
+        # the cumulative counts and sorts need float32: compute there, return the input dtype
+        x = x.float()
     d = x.shape[1]
     if projections is None:
         projections = random_directions(d, n_projections, generator, x.device, x.dtype)
@@ -242,11 +273,12 @@ def sliced_mmd_riesz(
     projections = projections.to(device=x.device, dtype=x.dtype)
     y = y.to(device=x.device, dtype=x.dtype)
     n_proj = projections.shape[1]
-    factor = (riesz_constant(d) if scale is None else float(scale)) / n_proj
+    factor = (riesz_constant(d) if scale is None else scale) / n_proj
     if return_grad:
         with torch.no_grad():
-            return _sliced(x, y, projections, True, False, memory_budget, factor)[:2]
+            value, grad = _sliced(x, y, projections, True, False, memory_budget, factor)[:2]
+        return value.to(out_dtype), grad.to(out_dtype)
     if not (x.requires_grad or y.requires_grad) or not torch.is_grad_enabled():
         with torch.no_grad():
-            return _sliced(x, y, projections, False, False, memory_budget, factor)[0]
-    return _SlicedMMDRiesz.apply(x, y, projections, factor, memory_budget)
+            return _sliced(x, y, projections, False, False, memory_budget, factor)[0].to(out_dtype)
+    return _SlicedMMDRiesz.apply(x, y, projections, factor, memory_budget).to(out_dtype)
