@@ -103,12 +103,18 @@ def test_shipped_wppflow_samples_fit_the_data_and_spread_where_the_image_has_str
     assert float((pairs_mean - base).abs().mean()) < 0.4 * float((mean - base).abs().mean())
 
 
-def test_wppflow_is_invertible_in_z_with_exact_logdet():
+def _perturbed_flow() -> WPPFlow:
+    """A small float64 flow with seeded random weights (not the identity of a fresh flow)."""
     torch.manual_seed(0)
     flow = WPPFlow(features=4, blocks=1, n_blocks=2, hidden=8, cond_features=4, temperature=0.5).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.05 * torch.randn_like(p))
+    return flow
+
+
+def test_wppflow_is_invertible_in_z_with_exact_logdet():
+    flow = _perturbed_flow()
     physics = WPPSuperResolution(factor=4)
     y = torch.rand(1, 1, 2, 2, dtype=torch.float64)
     z = torch.randn(1, 1, 8, 8, dtype=torch.float64)
@@ -141,11 +147,7 @@ def test_wppflow_samples_spread_around_the_loaded_wppnet_output():
 
 
 def test_wppflow_antithetic_pairs_are_the_samples_of_z_and_minus_z():
-    torch.manual_seed(0)
-    flow = WPPFlow(features=4, blocks=1, n_blocks=2, hidden=8, cond_features=4, temperature=0.5).double()
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    flow = _perturbed_flow()
     physics = WPPSuperResolution(factor=4)
     y = torch.rand(2, 1, 3, 3, dtype=torch.float64)
     z = torch.randn(2, 1, 12, 12, dtype=torch.float64)
