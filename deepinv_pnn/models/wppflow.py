@@ -159,16 +159,24 @@ class WPPFlow(dinv.models.Reconstructor):
         x0 = checked_backprojection(y, physics, self.channels, self.factor, type(self).__name__, self)
         return self.backbone(y, x0)
 
-    def _check_latent(self, z: torch.Tensor) -> None:
+    def _condition_for(self, z: torch.Tensor, y: torch.Tensor, physics) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_condition` for a user's latent ``z``, checked against the high-resolution shape."""
         check_image(z, "z")
         check_dtype_matches(self, z, "z")
-
-    def generate(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
-        r""":math:`(T_\theta(z; y), \log|\det\nabla_z T_\theta|)` for latent ``z`` of the high-resolution shape."""
-        self._check_latent(z)
         x_hat, cond = self._condition(y, physics)
         if z.shape != x_hat.shape:
             raise ValueError(f"z must have the high-resolution shape {tuple(x_hat.shape)}, got {tuple(z.shape)}")
+        return x_hat, cond
+
+    def _push_pair(self, z: torch.Tensor, x_hat: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples ``[2, B, ...]`` and log-determinants ``[2, B]`` of ``z`` and ``-z`` in one pass."""
+        pair = (2, z.shape[0])
+        x, logdet = self._push(torch.cat([z, -z]), x_hat.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))
+        return x.unflatten(0, pair), logdet.unflatten(0, pair)
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
+        r""":math:`(T_\theta(z; y), \log|\det\nabla_z T_\theta|)` for latent ``z`` of the high-resolution shape."""
+        x_hat, cond = self._condition_for(z, y, physics)
         return self._push(z, x_hat, cond)
 
     def generate_antithetic(self, z: torch.Tensor, y: torch.Tensor, physics: dinv.physics.LinearPhysics):
@@ -186,13 +194,8 @@ class WPPFlow(dinv.models.Reconstructor):
             ``x[1]`` from ``-z``), their log-determinants ``[2, B]`` and the base image
             :math:`\hat x(y)` ``[B, C, H, W]``.
         """
-        self._check_latent(z)
-        x_hat, cond = self._condition(y, physics)
-        if z.shape != x_hat.shape:
-            raise ValueError(f"z must have the high-resolution shape {tuple(x_hat.shape)}, got {tuple(z.shape)}")
-        pair = (2, z.shape[0])
-        x, logdet = self._push(torch.cat([z, -z]), x_hat.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))
-        return x.unflatten(0, pair), logdet.unflatten(0, pair), x_hat
+        x_hat, cond = self._condition_for(z, y, physics)
+        return (*self._push_pair(z, x_hat, cond), x_hat)
 
     def sample(self, y: torch.Tensor, physics: dinv.physics.LinearPhysics, n: int = 1,
                generator: torch.Generator | None = None, antithetic: bool = False) -> torch.Tensor:
@@ -220,8 +223,7 @@ class WPPFlow(dinv.models.Reconstructor):
             z = torch.randn(x_hat.shape, generator=generator, device=y.device, dtype=y.dtype) if generator is not None \
                 else torch.randn_like(x_hat)
             if antithetic:
-                samples.extend(self._push(torch.cat([z, -z]), x_hat.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))[0]
-                               .chunk(2))
+                samples.extend(self._push_pair(z, x_hat, cond)[0].unbind(0))
             else:
                 samples.append(self._push(z, x_hat, cond)[0])
         return torch.stack(samples)
