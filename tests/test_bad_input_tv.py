@@ -174,8 +174,9 @@ def test_wtv_per_sample_values_still_work():
 @pytest.mark.parametrize("method", ["fn", "prox", "prox_conjugate"])
 def test_wtv_bad_gradient_field(method):
     prior = WeightedTVPrior(0.1)
-    with pytest.raises(ValueError, match="x contains NaN"):
-        getattr(prior, method)(torch.full((1, 1, 16, 16, 2), NAN))
+    if method == "fn":  # the proxes of a field skip the finiteness pass: PDCP calls them every iteration
+        with pytest.raises(ValueError, match="x contains NaN"):
+            prior.fn(torch.full((1, 1, 16, 16, 2), NAN))
     with pytest.raises(ValueError, match=r"gradient field must be \[B, C, H, W, 2\]"):
         getattr(prior, method)(torch.rand(1, 1, 16, 16, 3))
 

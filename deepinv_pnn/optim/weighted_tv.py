@@ -72,13 +72,6 @@ def expand_map(lambda_map: torch.Tensor | float, field: torch.Tensor, name: str 
     return lam
 
 
-def require_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Raise a :class:`ValueError` for an empty batch (``B = 0``); return ``x`` unchanged."""
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): B >= 1 is needed")
-    return x
-
-
 def per_sample(value, field: torch.Tensor, name: str):
     """A number, or a tensor with one value (or one per sample) shaped to broadcast against ``field``."""
     if isinstance(value, torch.Tensor) and value.dim() >= 1:
@@ -87,12 +80,17 @@ def per_sample(value, field: torch.Tensor, name: str):
     return value
 
 
-def check_field(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Check a gradient field ``[B, C, H, W, 2]``: finite, floating point, two directions."""
-    check_image(x, name, ndim=5)
+def check_field(x: torch.Tensor, name: str = "x", finite: bool = True) -> torch.Tensor:
+    """Check a gradient field ``[B, C, H, W, 2]``: two directions, ``B >= 1`` and (``finite``) a
+    finite floating-point tensor; the proxes skip that pass over the data, as deepinv's PDCP
+    calls them at every iteration on the fields it computes."""
+    if finite:
+        check_image(x, name, ndim=5)
     if x.shape[-1] != 2:
         raise ValueError(f"{name} as a gradient field must be [B, C, H, W, 2], got shape {tuple(x.shape)}")
-    return require_batch(x, name)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): B >= 1 is needed")
+    return x
 
 
 def project_dual_ball(q: torch.Tensor, lam: torch.Tensor, isotropic: bool = True) -> torch.Tensor:
@@ -258,7 +256,7 @@ class WeightedTVPrior(dinv.optim.Prior):
         :param g_param: a multiplier of the map (number or ``[B]`` tensor); ``None``: 1.
         :return: (:class:`torch.Tensor`) of shape ``(B,)``.
         """
-        field = check_field(x) if self._is_field(x) else nabla(require_batch(check_image(x)))
+        field = check_field(x) if self._is_field(x) else nabla(check_image(x, nonempty=True))
         return weighted_norm(field, self._map(field, g_param), self.isotropic)
 
     def grad(self, x: torch.Tensor, g_param=None, *args, **kwargs) -> torch.Tensor:
@@ -266,7 +264,7 @@ class WeightedTVPrior(dinv.optim.Prior):
 
         :param torch.Tensor x: the image ``[B, C, H, W]``.
         """
-        require_batch(check_image(x))
+        check_image(x, nonempty=True)
         field = nabla(x)
         lam = self._map(field, g_param)
         if self.isotropic:
@@ -288,9 +286,9 @@ class WeightedTVPrior(dinv.optim.Prior):
         """
         check_sigma(gamma, "gamma")
         if self._is_field(x):
-            check_field(x)
+            check_field(x, finite=False)
             return x - project_dual_ball(x, self._map(x, g_param, gamma), self.isotropic)
-        require_batch(check_image(x))
+        check_image(x, nonempty=True)
         lam = self._map(nabla(x), g_param, _as_map_scale(gamma, x))
         return weighted_tv_denoise(x, lam, self.isotropic, self.max_iter, self.tol)
 
@@ -310,7 +308,7 @@ class WeightedTVPrior(dinv.optim.Prior):
         :param float lamb: the factor :math:`\lambda` in front of :math:`g`.
         """
         if self._is_field(x):
-            check_field(x)
+            check_field(x, finite=False)
             return project_dual_ball(x, self._map(x, g_param, _as_map_scale(lamb, x, "lamb")), self.isotropic)
         return super().prox_conjugate(x, g_param, *args, gamma=gamma, lamb=lamb, **kwargs)
 
