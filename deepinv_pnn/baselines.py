@@ -9,7 +9,6 @@ from __future__ import annotations
 import deepinv as dinv
 import torch
 
-from deepinv_pnn.optim.weighted_tv import require_batch
 from deepinv_pnn.validation import check_count, check_image, check_positive, check_sigma
 
 
@@ -67,16 +66,16 @@ class TVPrior(dinv.optim.TVPrior):
     """
 
     def fn(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        require_batch(check_image(x))
+        check_image(x, nonempty=True)
         # vector_norm's derivative at 0 is 0 (a subgradient); sqrt(sum(.^2)) would give NaN.
         norms = torch.linalg.vector_norm(self.nabla(x), dim=-1)
         return norms.reshape(x.shape[0], -1).sum(-1)
 
     def grad(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        require_batch(check_image(x))
+        check_image(x, nonempty=True)
         return super().grad(x, *args, **kwargs)
 
     def prox(self, x: torch.Tensor, *args, gamma: float = 1.0, **kwargs) -> torch.Tensor:
-        require_batch(check_image(x))
+        check_image(x, nonempty=True)
         check_sigma(gamma, "gamma")
         return super().prox(x, *args, gamma=gamma, **kwargs)

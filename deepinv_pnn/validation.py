@@ -20,6 +20,7 @@ def check_image(
     channels: int | tuple[int, ...] | None = None,
     ndim: int = 4,
     allow_complex: bool = False,
+    nonempty: bool = False,
 ) -> torch.Tensor:
     r"""Check that ``x`` is a finite floating-point tensor of shape ``[B, C, H, W]``.
 
@@ -28,6 +29,7 @@ def check_image(
     :param int | tuple channels: the accepted channel count(s); ``None`` accepts any.
     :param int ndim: the expected number of dimensions.
     :param bool allow_complex: accept complex dtypes too.
+    :param bool nonempty: refuse an empty batch (``B = 0``).
     :return: ``x`` unchanged.
     :raises TypeError: if ``x`` is not a floating-point tensor.
     :raises ValueError: on a wrong rank, channel count, or non-finite entries.
@@ -54,6 +56,8 @@ def check_image(
             raise ValueError(
                 f"{name} must have {expected} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})"
             )
+    if nonempty and x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): B >= 1 is needed")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
@@ -175,7 +179,7 @@ def check_dtype_matches(module: torch.nn.Module, x: torch.Tensor, name: str = "x
     if dtype is not None and x.dtype != dtype:
         raise TypeError(
             f"{name} has dtype {x.dtype} but {type(module).__name__}'s parameters are {dtype}: "
-            f"pass {dtype} inputs or convert the model with .to({dtype if x.dtype is None else x.dtype})"
+            f"pass {dtype} inputs or convert the model with .to({x.dtype})"
         )
     return x
 
@@ -204,6 +208,8 @@ def physics_must_fit(y: torch.Tensor, owner: str, name: str = "physics") -> Iter
     try:
         yield
     except RuntimeError as err:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise
         raise ValueError(
             f"{owner}: {name} does not fit the observation of shape {tuple(y.shape)} "
             f"(built for another image size?): {err}"

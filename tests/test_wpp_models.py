@@ -186,7 +186,7 @@ def test_wppflow_antithetic_pairs_are_the_samples_of_z_and_minus_z():
         flow.sample(y, physics, n=3, antithetic=True)
     with pytest.raises(ValueError, match="n_samples must be a positive even integer"):
         WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, n_samples=3)
-    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
         WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, n_samples=0, antithetic=False)
     assert WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, n_samples=3, antithetic=False).n_samples == 3
     with pytest.raises(ValueError, match="z must have"):

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepinv_pnn.models.unrolled_pdhg import DATA_TERMS, UnrolledPDHG
-from deepinv_pnn.optim.weighted_tv import require_batch
 from deepinv_pnn.pretrained import load_pretrained, shipped_path
 from deepinv_pnn.validation import (
     check_count,
@@ -236,7 +235,7 @@ class TVParameterMapNet(dinv.models.Reconstructor):
     def _check(self, y: torch.Tensor, physics) -> None:
         if not isinstance(physics, dinv.physics.LinearPhysics):
             raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
-        require_batch(check_image(y, "y"), "y")
+        check_image(y, "y", nonempty=True)
         check_dtype_matches(self, y, "y")
 
     def _initial(self, y: torch.Tensor, physics) -> tuple[torch.Tensor, float]:

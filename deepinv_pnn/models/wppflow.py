@@ -105,9 +105,10 @@ class WPPFlow(dinv.models.Reconstructor):
         self.temperature = check_positive(temperature, "temperature")
         n_blocks, hidden = check_count(n_blocks, "n_blocks"), check_count(hidden, "hidden")
         cond_features = check_count(cond_features, "cond_features")
-        if int(n_samples) != n_samples or n_samples < 1 or (antithetic and n_samples % 2):
-            raise ValueError(f"n_samples must be a positive{' even' if antithetic else ''} integer, got {n_samples}")
-        self.n_samples = int(n_samples)
+        n_samples = check_count(n_samples, "n_samples")
+        if antithetic and n_samples % 2:
+            raise ValueError(f"n_samples must be a positive even integer with antithetic=True, got {n_samples}")
+        self.n_samples = n_samples
         self.antithetic = bool(antithetic)
         self.backbone = SubPixelResidualCNN(self.channels, self.factor, features, blocks)
         squeezed = 4 * self.channels

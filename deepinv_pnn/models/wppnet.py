@@ -55,9 +55,7 @@ def checked_backprojection(y: torch.Tensor, physics: dinv.physics.LinearPhysics,
 
     :raises ValueError: if the adjoint of ``physics`` does not magnify ``y`` by ``factor``.
     """
-    check_image(y, "y", channels=channels)
-    if y.shape[0] == 0:
-        raise ValueError(f"{owner} needs at least one observation (B >= 1), got y of shape {tuple(y.shape)}")
+    check_image(y, "y", channels=channels, nonempty=True)
     if module is not None:
         check_dtype_matches(module, y, "y")
     check_physics(physics)

@@ -86,9 +86,7 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
 
     def _start(self, y: torch.Tensor, physics: dinv.physics.Physics, init: torch.Tensor | None) -> torch.Tensor:
         """The starting point, after checking ``y``, ``physics`` and ``init``."""
-        check_image(y, "y")
-        if y.shape[0] == 0:
-            raise ValueError(f"AdamPatchReconstructor needs at least one observation (B >= 1), got y of shape {tuple(y.shape)}")
+        check_image(y, "y", nonempty=True)
         if init is None:
             check_physics(physics)
             with physics_must_fit(y, type(self).__name__):

@@ -135,9 +135,7 @@ class PatchNR(dinv.optim.Prior):
 
         :param torch.Tensor x: image ``[B, C, H, W]``.
         """
-        check_image(x, "x", channels=self.channels)
-        if x.shape[0] == 0:
-            raise ValueError(f"x must hold at least one image (B >= 1), got shape {tuple(x.shape)}")
+        check_image(x, "x", channels=self.channels, nonempty=True)
         if min(x.shape[-2:]) < self.patch_size:
             raise ValueError(f"x of size {tuple(x.shape[-2:])} is smaller than patch_size {self.patch_size}")
         return self._nll(self._patches(x)).mean(-1)

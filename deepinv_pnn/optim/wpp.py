@@ -58,9 +58,7 @@ def _check_reference_size(images: torch.Tensor, patch_size: int, n_scales: int) 
     sizes = pyramid_sizes(min(images.shape[-2:]), n_scales)
     usable = sum(1 for size in sizes if size >= patch_size)
     if usable == 0:
-        raise ValueError(
-            f"reference_images of size {tuple(images.shape[-2:])} are smaller than patch_size {patch_size}"
-        )
+        raise ValueError(f"reference_images of size {tuple(images.shape[-2:])} are smaller than patch_size {patch_size}")
     if usable < n_scales:
         raise ValueError(
             f"n_scales={n_scales} is too large for reference_images of size {tuple(images.shape[-2:])} "
@@ -232,9 +230,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         return [(s, self._patches(image, s)) for s, image in enumerate(gaussian_pyramid(x, usable))]
 
     def _check_x(self, x: torch.Tensor) -> None:
-        check_image(x, "x", channels=self.channels)
-        if x.shape[0] == 0:
-            raise ValueError(f"x must hold at least one image (B >= 1), got shape {tuple(x.shape)}")
+        check_image(x, "x", channels=self.channels, nonempty=True)
 
     def _is_new(self, x: torch.Tensor) -> bool:
         last = self._last_input
@@ -273,6 +269,9 @@ class WassersteinPatchPrior(dinv.optim.Prior):
             :math:`\psi` has converged).
         """
         self._check_x(x)
+        return self._fn_unchecked(x)
+
+    def _fn_unchecked(self, x: torch.Tensor) -> torch.Tensor:  # fn without the input check
         if not self._frozen and self._is_new(x):
             self._update_dual(x, self.psi_iters)
         values = []
@@ -292,9 +291,12 @@ class WassersteinPatchPrior(dinv.optim.Prior):
     def grad(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         r"""Gradient of :meth:`fn` from the optimal assignments, ``[B, C, H, W]``."""
         self._check_x(x)
+        return self._grad_unchecked(x)
+
+    def _grad_unchecked(self, x: torch.Tensor) -> torch.Tensor:  # grad without the input check
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.fn(xx).sum(), xx)
+            (g,) = torch.autograd.grad(self._fn_unchecked(xx).sum(), xx)
         return g
 
     def lipschitz_bound(self, x: torch.Tensor) -> float:
@@ -329,7 +331,7 @@ class WassersteinPatchPrior(dinv.optim.Prior):
         z = x.detach().clone()
         with self.frozen():
             for _ in range(max_iter):
-                direction = self.grad(z) + (z - x) / gamma
+                direction = self._grad_unchecked(z) + (z - x) / gamma  # z stays finite: x was checked
                 z = z - step * direction
                 if direction.norm() * step <= tol * max(float(z.norm()), 1e-12):
                     break
