@@ -147,6 +147,20 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_img_shape(img_shape: object, name: str = "img_shape") -> tuple[int, int, int]:
+    """Check that an image shape is ``(C, H, W)`` with positive integer entries; return it as ints.
+
+    :Examples:
+
+    >>> from deepinv_pnn.validation import check_img_shape
+    >>> check_img_shape([1, 28.0, 28])
+    (1, 28, 28)
+    """
+    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
+        raise ValueError(f"{name} must be (C, H, W), got {img_shape!r}")
+    return tuple(check_count(v, f"{name} entries") for v in img_shape)
+
+
 def check_batch_values(value: object, batch: int, name: str) -> object:
     """Check that a per-sample parameter (noise level, step size, weight) is a number or a
     tensor with one value, or one value per sample (``[B]``, or ``[B, 1, ..., 1]``).

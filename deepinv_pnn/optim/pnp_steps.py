@@ -57,7 +57,7 @@ from collections.abc import Callable
 import deepinv as dinv
 import torch
 
-from deepinv_pnn.validation import check_count, check_positive
+from deepinv_pnn.validation import check_count, check_img_shape, check_positive
 
 ALGORITHMS = ("PGD", "HQS", "DRS", "ADMM")
 
@@ -101,9 +101,7 @@ def _check_problem(physics: object, img_shape: object) -> tuple[int, int, int]:
             "physics must be a deepinv.physics.LinearPhysics (the step-size bound needs a linear "
             f"operator), got {type(physics).__name__}"
         )
-    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
-        raise ValueError(f"img_shape must be (C, H, W), got {img_shape!r}")
-    return tuple(check_count(n, "img_shape entries") for n in img_shape)
+    return check_img_shape(img_shape)
 
 
 def data_fidelity_lipschitz(

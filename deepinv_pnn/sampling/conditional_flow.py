@@ -33,9 +33,15 @@ import deepinv as dinv
 import torch
 from torch import nn
 
-from deepinv_pnn.sampling.generative_flow import DisplacementMLP, check_img_shape, train_flow_chain
+from deepinv_pnn.sampling.generative_flow import DisplacementMLP, train_flow_chain
 from deepinv_pnn.sampling.mmd_riesz import _all_finite
-from deepinv_pnn.validation import check_count, check_image, check_positive, physics_must_fit
+from deepinv_pnn.validation import (
+    check_count,
+    check_image,
+    check_img_shape,
+    check_positive,
+    physics_must_fit,
+)
 
 __all__ = ["ConditionalMMDFlow", "MMDPosteriorMean", "condition_features"]
 

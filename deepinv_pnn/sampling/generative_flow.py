@@ -24,16 +24,9 @@ from torch import nn
 
 from deepinv_pnn.sampling.mmd_riesz import _all_finite, check_point_cloud
 from deepinv_pnn.sampling.particle_flow import MMDParticleFlow
-from deepinv_pnn.validation import check_count, check_dtype_matches, check_positive
+from deepinv_pnn.validation import check_count, check_dtype_matches, check_img_shape, check_positive
 
 __all__ = ["DisplacementMLP", "GenerativeMMDFlow", "train_flow_chain"]
-
-
-def check_img_shape(img_shape: object) -> tuple[int, int, int]:
-    """Check that ``img_shape`` is ``(C, H, W)`` with positive integer entries and return it."""
-    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
-        raise ValueError(f"img_shape must be (C, H, W), got {img_shape}")
-    return tuple(check_count(v, "img_shape entries") for v in img_shape)
 
 
 class DisplacementMLP(nn.Module):

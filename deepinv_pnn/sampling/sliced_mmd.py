@@ -28,7 +28,7 @@ import torch
 
 from deepinv_pnn.sampling.mmd_riesz import _all_finite, check_point_cloud, riesz_constant
 from deepinv_pnn.sampling.sliced_mmd_cpu import sliced_cpu_float32, supports_cpu_float32
-from deepinv_pnn.validation import check_count, check_positive
+from deepinv_pnn.validation import check_count, check_img_shape, check_positive
 
 __all__ = ["local_projections", "random_directions", "sliced_mmd_riesz", "sliced_mmd_riesz_1d"]
 
@@ -70,9 +70,7 @@ def local_projections(
     :param int patch_size: the side ``s`` of the patches (``<= min(H, W)``).
     :param int n_projections: the number ``P`` of directions.
     """
-    if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
-        raise ValueError(f"img_shape must be (C, H, W), got {img_shape}")
-    c, h, w = (check_count(v, "img_shape entries") for v in img_shape)
+    c, h, w = check_img_shape(img_shape)
     s = check_count(patch_size, "patch_size")
     if s > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for img_shape {img_shape}, got {patch_size}")
