@@ -7,6 +7,7 @@ given and what was expected, instead of failing later (or silently) inside a sol
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,6 +160,22 @@ def check_img_shape(img_shape: object, name: str = "img_shape") -> tuple[int, in
     if not isinstance(img_shape, (tuple, list, torch.Size)) or len(img_shape) != 3:
         raise ValueError(f"{name} must be (C, H, W), got {img_shape!r}")
     return tuple(check_count(v, f"{name} entries") for v in img_shape)
+
+
+def check_bounds(lower: object, upper: object, lower_name: str, upper_name: str) -> None:
+    """Check two optional bounds: each ``None`` or a finite number, and ``lower <= upper``.
+
+    :param lower: the lower bound (``None``: none).
+    :param upper: the upper bound (``None``: none).
+    :param str lower_name: the lower bound's name, used in error messages.
+    :param str upper_name: the upper bound's name, used in error messages.
+    """
+    for name, value in ((lower_name, lower), (upper_name, upper)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} must be None or a finite number, got {value!r}")
+    if lower is not None and upper is not None and lower > upper:
+        raise ValueError(f"{lower_name} must be <= {upper_name}, got {lower} > {upper}")
 
 
 def check_batch_values(value: object, batch: int, name: str) -> object:

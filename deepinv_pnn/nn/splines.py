@@ -25,13 +25,10 @@ splines (see ``benchmarks/bench_ridge_splines.py``).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import nn
 
-from deepinv_pnn.validation import check_count, check_positive
+from deepinv_pnn.validation import check_bounds, check_count, check_positive
 
 
 def _locate(x: torch.Tensor, num_knots: int, x_min: float, h: float, channels: int):
@@ -195,15 +192,6 @@ def clamp_closed(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.T
     return torch.where(inside, x, torch.clamp(x, lo, hi).detach())
 
 
-def _check_slope_bounds(slope_min: float | None, slope_max: float | None) -> None:
-    for name, value in (("slope_min", slope_min), ("slope_max", slope_max)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                                  or not math.isfinite(value)):
-            raise ValueError(f"{name} must be None or a finite number, got {value!r}")
-    if slope_min is not None and slope_max is not None and slope_min > slope_max:
-        raise ValueError(f"slope_min must be <= slope_max, got {slope_min} > {slope_max}")
-
-
 class LinearSpline(nn.Module):
     r"""``C`` learnable linear splines :math:`\varphi_i`, applied channel-wise to ``[B, C, ...]``.
 
@@ -241,7 +229,7 @@ class LinearSpline(nn.Module):
         if check_count(num_knots, "num_knots", minimum=3) % 2 == 0:
             raise ValueError(f"num_knots must be odd and >= 3, got {num_knots}")
         x_range = check_positive(x_range, "x_range")
-        _check_slope_bounds(slope_min, slope_max)
+        check_bounds(slope_min, slope_max, "slope_min", "slope_max")
         self.num_activations = int(num_activations)
         self.num_knots = int(num_knots)
         self.x_range = float(x_range)

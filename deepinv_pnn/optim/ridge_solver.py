@@ -24,14 +24,19 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from collections.abc import Callable
 
 import deepinv as dinv
 import torch
 
 from deepinv_pnn.optim.ridge import RidgeRegularizer
-from deepinv_pnn.validation import check_count, check_image, check_positive, check_sigma
+from deepinv_pnn.validation import (
+    check_bounds,
+    check_count,
+    check_image,
+    check_positive,
+    check_sigma,
+)
 
 
 class RidgeSolver(dinv.models.Reconstructor):
@@ -184,11 +189,10 @@ def _check_box(box: object) -> tuple | None:
         return None
     if isinstance(box, (str, bytes)) or not hasattr(box, "__len__") or len(box) != 2:
         raise ValueError(f"box must be None or a pair (a, b), got {box!r}")
-    for v in box:
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)):
-            raise ValueError(f"box bounds must be None or finite numbers, got {tuple(box)}")
-    if box[0] is not None and box[1] is not None and box[0] > box[1]:
-        raise ValueError(f"box must satisfy a <= b, got {tuple(box)}")
+    try:
+        check_bounds(box[0], box[1], "a", "b")
+    except ValueError as err:
+        raise ValueError(f"box must be a pair (a, b) of finite bounds or None with a <= b, got {tuple(box)}") from err
     return box
 
 
