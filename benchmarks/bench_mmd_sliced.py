@@ -30,9 +30,10 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    the fitted log-log slope (theory: -1/2).
 4. Where the time of the sliced value + gradient goes at N = M = 10^4 (CPU float32, process
    CPU seconds, best of 20): the two matrix products (projection, back-projection) and the
-   packing and sort of the 64-bit keys (by the sort the kernel chose on this machine; the
-   other one timed too, for comparison), timed alone with the kernel's own primitives, and
-   the rest (ranks and counts, scatter, value) as the difference to the whole call.
+   sort (by the sort the kernel chose on this machine: the two-pass radix sort of affine
+   keys with the ordering of tied keys, or NumPy's sort of the packed 64-bit keys; the other
+   one timed too, for comparison), timed alone with the kernel's own primitives, and the
+   rest (the walk: ranks, scatter, value) as the difference to the whole call.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ from _memory import peak_memory_mib  # noqa: E402
 
 from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz  # noqa: E402
 from deepinv_pnn.sampling.packed_keys import pack_and_sort, sort_method, sorted_indices_numpy  # noqa: E402
+from deepinv_pnn.sampling.radix_walk import digit_bits  # noqa: E402
 from deepinv_pnn.sampling.sliced_mmd_cpu import uses_numba  # noqa: E402
+
+if uses_numba():
+    from deepinv_pnn.sampling.radix_walk import sort_row  # noqa: E402
 
 SEQUENCE = 4  # sliced calls per round of section 1 (the first follows the exact method)
 
@@ -170,31 +175,40 @@ def breakdown(n, d, p, repeats=20):
         z[:, :n].addmm_(xi.T, x.T, beta=0)
         z[:, n:].addmm_(xi.T, y.T, beta=0)
 
+    total = 2 * n
+    dig = digit_bits(total)
+    radix = (np.empty(total, np.uint32), np.empty(total, np.uint64), np.empty(total + 1, np.uint64),
+             np.empty((2, 2**dig), np.int64))
+
     def sort(method):  # the whole [P, 2n] array, sorted in cache-sized row blocks as the kernel does
-        rows = max(1, 2**18 // (2 * n))
+        rows = max(1, 2**18 // total)
+        zn = z.numpy()
         for r in range(0, p, rows):
             block = keys[r : r + rows]
-            if uses_numba():  # the kernel's own packing and sort
-                pack_and_sort(z.numpy()[r : r + rows], block, block.view(np.int64), method)
+            if uses_numba() and method == "radix":  # the two passes and the ordering of tied keys
+                for row, lo, hi in zip(zn[r : r + rows], zn[r : r + rows].min(1), zn[r : r + rows].max(1)):
+                    sort_row(row, lo, hi, dig, *radix, True)
+            elif uses_numba():  # the kernel's own packing and NumPy's sort
+                pack_and_sort(zn[r : r + rows], block, block.view(np.int64))
             else:  # the NumPy passes' packing, sort and unpacking
-                block[...] = z.numpy()[r : r + rows]
+                block[...] = zn[r : r + rows]
                 sorted_indices_numpy(block, index, low[: len(block)])
 
     used = sort_method() if uses_numba() else "numpy"
     parts = {
         "projection x, y (2 GEMM)": project,
-        f"pack + sort of the keys ({used}, used)": lambda: sort(used),
+        f"sort ({used}, used)": lambda: sort(used),
         "back-projection (GEMM)": lambda: torch.mm(grad[:, :n].T, xi.T),
         "whole call": lambda: sliced_mmd_riesz(x, y, projections=xi, return_grad=True),
     }
     project()
     times = {name: timed(fn, torch.device("cpu"), repeats, cpu=True)[0][1] for name, fn in parts.items()}
-    times["rest: ranks, counts, scatter, value"] = times["whole call"] - sum(
+    times["rest: walk (ranks, scatter, value)"] = times["whole call"] - sum(
         t for name, t in times.items() if name != "whole call"
     )
     if uses_numba():  # the sort that the kernel did not choose on this machine, for comparison
         other = next(method for method in ("numpy", "radix") if method != used)
-        times[f"pack + sort of the keys ({other}, not used)"] = timed(
+        times[f"sort ({other}, not used)"] = timed(
             lambda: sort(other), torch.device("cpu"), repeats, cpu=True)[0][1]
     return times
 

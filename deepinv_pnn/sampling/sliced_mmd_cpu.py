@@ -14,17 +14,23 @@ discrepancy being translation invariant and positively 1-homogeneous,
 few projections that stay in the processor cache.
 
 When `numba <https://numba.pydata.org>`_ is installed (``pip install deepinv-pnn[fast]``), the
-element-wise passes around the sort are compiled loops: one packs the keys, one walks the
-sorted keys, keeping the running count of particles, writing :math:`2C_k + s_k` back to each
-point's position and accumulating the value (in one pass on rows larger than the L2 cache,
-else in two per L1-sized segment: the serial count and scatter, then a vectorised pass for
-the value). The walk writes into the projections themselves (a packed row's values live
-on in its keys), so the call holds one ``[P, N + M]`` float32 array, not two: less memory,
-and less of it to bring back into the cache when the call follows other memory-heavy work.
-The sort is NumPy's or, with numba, a compiled radix sort with the same result, whichever
-is faster on the machine (:func:`~deepinv_pnn.sampling.packed_keys.sort_method`): on AMD Zen
-4 NumPy's AVX-512 sort is about 5x slower than the radix sort, and the whole call at
-:math:`N = M = 10^4` on 2 threads took 37 ms with it against 11-12 ms with the radix sort.
+passes are compiled loops, and the sort is one of two with the same order, whichever is
+faster on the machine (:func:`~deepinv_pnn.sampling.packed_keys.sort_method`):
+
+- ``"radix"``: :mod:`deepinv_pnn.sampling.radix_walk`, a two-pass radix sort of affine
+  integer keys whose walk puts the rare runs of tied keys into the exact order;
+- ``"numpy"``: NumPy's sort of the packed keys, then a walk over the sorted keys (in one
+  pass on rows larger than the L2 cache, else in two per L1-sized segment: the serial count
+  and scatter, then a vectorised pass for the value).
+
+Either walk keeps the running count of particles and writes :math:`2C_k + s_k` back to each
+point's position, over the projections themselves, so the call holds one ``[P, N + M]``
+float32 array, not two: less memory, and less of it to bring back into the cache when the
+call follows other memory-heavy work. Both give the same gradients bit for bit (the value
+up to the order of its float64 sum). On AMD Zen 4 NumPy's AVX-512 sort is about 5x slower
+than the radix sort: the whole call at :math:`N = M = 10^4`, :math:`P = 100` on 2 threads took
+37 ms with it, 11-12 ms with an earlier three-pass radix sort of the float32 bits, and
+9.2-9.5 ms with the two-pass one.
 These loops, NumPy's sort and torch's matrix products release the GIL, so the whole call
 runs on a pool of ``torch.get_num_threads()`` threads, each with one torch thread:
 projection, sort and walk per group of directions, then the back-projection per range of
@@ -56,6 +62,7 @@ try:  # optional accelerator (extra "fast"); DEEPINV_PNN_NO_NUMBA=1 forces the N
     import numba
 
     from deepinv_pnn.sampling.packed_keys import bits_as_float64, key_index
+    from deepinv_pnn.sampling.radix_walk import digit_bits, radix_walk, walk_value
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
@@ -89,15 +96,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOLS[workers]
 
 
-def _buffer(name: str, shape: tuple, dtype, keep: bool):
-    """An uninitialised array of ``shape`` from the calling thread's workspace (or a new one)."""
-    if not keep:
+def _buffer(name: str, shape: tuple, dtype, keep: bool, task: bool = False):
+    """An uninitialised array of ``shape`` from the calling thread's workspace, kept between
+    calls; or, when not ``keep``, a new one, or with ``task`` one kept until the end of the
+    current :func:`_project_and_walk` (large rows: a fresh array per row costs page faults)."""
+    if not keep and not task:
         return np.empty(shape, dtype=dtype)
     size = int(np.prod(shape))
-    flat = getattr(_WORKSPACE, name, None)
+    store = _WORKSPACE.__dict__ if keep else _WORKSPACE.__dict__.setdefault("task", {})
+    flat = store.get(name)
     if flat is None or flat.dtype != dtype or flat.size < size:
-        flat = np.empty(size, dtype=dtype)
-        setattr(_WORKSPACE, name, flat)
+        flat = store[name] = np.empty(size, dtype=dtype)
     return flat[:size].reshape(shape)
 
 
@@ -117,8 +126,7 @@ if numba is not None:
         # particles of -2/n z v + sum over targets of 2/m z v (the arithmetic hides in the
         # cache misses of the scatter when a row of ``shifted`` is larger than the L2 cache)
         rows, total = bits.shape
-        h = 1.0 / n + 1.0 / m
-        inv_m = 1.0 / m
+        inv_nm = 1.0 / (np.float64(n) * np.float64(m))
         cx, cy = -2.0 / n, 2.0 / m
         value_bits = ~np.int64(INDEX_MASK)
         value = 0.0
@@ -129,7 +137,7 @@ if numba is not None:
                 b = bits[r, j]
                 idx = key_index(b)
                 is_x = np.int64(idx < n)
-                v = np.float32(h * (2 * count + is_x) - (2 * j + 1) * inv_m)
+                v = walk_value(count, is_x, j, n, total, inv_nm)
                 count += is_x
                 acc += bits_as_float64(b & value_bits) * v * (cy + is_x * (cx - cy))  # z exactly
                 shifted[r, idx] = v
@@ -145,8 +153,7 @@ if numba is not None:
         # pass (a 2.4 MB row of ``shifted`` no longer fits the L2 cache).
         rows, total = bits.shape
         seg = segment.shape[0]
-        h = 1.0 / n + 1.0 / m
-        inv_m = 1.0 / m
+        inv_nm = 1.0 / (np.float64(n) * np.float64(m))
         cx, cy = -2.0 / n, 2.0 / m
         value_bits = ~np.int64(INDEX_MASK)
         value = 0.0
@@ -158,7 +165,7 @@ if numba is not None:
                 for j in range(stop - start):
                     idx = key_index(keys_seg[j])
                     is_x = np.int64(idx < n)
-                    v = np.float32(h * (2 * count + is_x) - (2 * (start + j) + 1) * inv_m)
+                    v = walk_value(count, is_x, start + j, n, total, inv_nm)
                     count += is_x
                     shifted[r, idx] = v
                     walked[j] = v
@@ -172,11 +179,36 @@ if numba is not None:
 
 
 def _block_numba(z: np.ndarray, n: int, m: int, sort: str) -> float:
-    # one key buffer per thread, reused across blocks and calls; once packed, the rows of z
-    # are free: the walk overwrites them with 2 C_k + s_k
-    keys = _buffer("keys", z.shape, np.float64, z.nbytes * 2 <= _KEEP_BYTES)
+    """Sorts and walks the rows of ``z`` (float32 ``[rows, n + m]``), writing :math:`2C_k + s_k`
+    over them; returns the sum of their values."""
+    if sort == "radix":
+        lo, hi = z.min(axis=1), z.max(axis=1)
+        if np.isfinite(lo).all() and np.isfinite(hi).all():  # else NumPy's sort orders the NaN
+            return _block_radix(z, lo, hi, n, m)
+    return _block_packed(z, n, m)
+
+
+def _block_radix(z: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int, m: int) -> float:
+    # the two-pass radix sort with the walk; buffers per thread, reused across blocks and calls
+    total = z.shape[1]
+    dig = digit_bits(total)
+    keep = 20 * total <= _KEEP_BYTES
+    return radix_walk(
+        z, lo, hi, n, m, dig,
+        _buffer("radix_keys", (total,), np.uint32, keep, task=True),
+        _buffer("radix_words", (total,), np.uint64, keep, task=True),
+        _buffer("radix_sorted", (total + 1,), np.uint64, keep, task=True),
+        _buffer("radix_counts", (2, 2**dig), np.int64, True),
+        _buffer("radix_walked", (total if total > _SPLIT_WALK_MAX else 0,), np.float32, keep, task=True),
+    )
+
+
+def _block_packed(z: np.ndarray, n: int, m: int) -> float:
+    # NumPy's sort of the packed keys; once packed, the rows of z are free: the walk
+    # overwrites them with 2 C_k + s_k
+    keys = _buffer("keys", z.shape, np.float64, z.nbytes * 2 <= _KEEP_BYTES, task=True)
     bits = keys.view(np.int64)
-    pack_and_sort(z, keys, bits, sort)
+    pack_and_sort(z, keys, bits)
     if z.shape[1] <= _SPLIT_WALK_MAX:
         return _walk_split(bits, z, n, m, _buffer("segment", (_SEGMENT,), np.float32, True))
     return _walk_fused(bits, z, n, m)
@@ -191,12 +223,15 @@ def _project(x, y, xi_g, z) -> None:
 
 def _project_and_walk(x, y, xi_g, z, rows: int, sort: str) -> float:
     """One task of the compiled path: project on a group of directions (rows of ``z``), then
-    pack, sort and walk in blocks of ``rows`` projections that stay in cache; ``z`` ends up
+    sort and walk in blocks of ``rows`` projections that stay in cache; ``z`` ends up
     holding :math:`2C_k + s_k` in place of the projections."""
     n, m = x.shape[0], y.shape[0]
     _project(x, y, xi_g, z)
     zn = z.numpy()
-    return sum(_block_numba(zn[r : r + rows], n, m, sort) for r in range(0, zn.shape[0], rows))
+    try:
+        return sum(_block_numba(zn[r : r + rows], n, m, sort) for r in range(0, zn.shape[0], rows))
+    finally:
+        _WORKSPACE.__dict__.pop("task", None)  # the large rows' buffers go with the task
 
 
 def _back_project(grad, shifted_cols, xi_c, alpha: float, beta: int) -> None:
@@ -290,7 +325,7 @@ def sliced_cpu_float32(
             pool = _pool(workers)
             walks = [
                 pool.submit(_project_and_walk, x, y, xi_c[:, a:b], z[a:b], rows, sort)
-                for a, b in _split(p_c, workers, rows)
+                for a, b in _split(p_c, workers)
             ]
             value += sum(task.result() for task in walks)
             back = [
