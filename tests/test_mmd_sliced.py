@@ -255,7 +255,7 @@ def test_numpy_sort_of_packed_keys_orders_by_value_then_index(case):
 
 @needs_numba
 @pytest.mark.parametrize("case", list(_sort_test_rows()))
-@pytest.mark.parametrize("dig", [None, 14])  # 24-bit keys in float32 arithmetic; 28-bit in float64
+@pytest.mark.parametrize("dig", [None, 12, 14])  # 22- and 24-bit keys in float32 arithmetic; 28-bit in float64
 def test_radix_sort_gives_the_order_of_numpy_sort(case, dig):
     from deepinv_pnn.sampling.radix_walk import INDEX_MASK, digit_bits, sort_row
 
@@ -272,7 +272,7 @@ def test_radix_sort_gives_the_order_of_numpy_sort(case, dig):
 def test_radix_digits_grow_with_the_row():
     from deepinv_pnn.sampling.radix_walk import digit_bits
 
-    assert [digit_bits(t) for t in (2, 2**18, 2**18 + 1, 2**22, 2**22 + 1)] == [12, 12, 14, 14, 15]
+    assert [digit_bits(t) for t in (2, 2**16, 2**16 + 1, 2**18, 2**18 + 1, 2**22, 2**22 + 1)] == [11, 11, 12, 12, 14, 14, 15]
 
 
 @needs_numba

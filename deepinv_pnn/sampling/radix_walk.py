@@ -9,14 +9,15 @@ for bit (tested, on signed zeros, subnormals, Cauchy tails and values over 60 or
 magnitude too).
 
 1. **Affine keys.** :math:`q_k = \lfloor (z_k - z_{\min}) (2^{2b} - 1) / (z_{\max} - z_{\min})
-   \rfloor`, monotone in :math:`z_k`, with :math:`2b = 24` bits for rows up to :math:`2^{18}`
-   points (computed in float32; 28 bits up to :math:`2^{22}` points, else 30, in float64).
+   \rfloor`, monotone in :math:`z_k`, with :math:`2b = 22` bits for rows up to :math:`2^{16}`
+   points, 24 up to :math:`2^{18}` (computed in float32), 28 up to :math:`2^{22}`, else 30 (in
+   float64).
    Unlike the float32 bits, whose exponents crowd a few buckets (so that an earlier radix
    sort of them needed three passes of 11 bits), these keys spread evenly, and two passes
    of :math:`b` bits sort them (:func:`sort_row`).
-2. **Ties of keys.** Values closer than a key step, :math:`(z_{\max} - z_{\min}) / 2^{24}`, about
-   the rounding error of the float32 projection (one point in a few hundred at
-   :math:`N + M = 2 \cdot 10^4`), share a key and come out of the passes in index order. The
+2. **Ties of keys.** Values closer than a key step, :math:`(z_{\max} - z_{\min}) / 2^{22}` (a few
+   times the rounding error of the float32 projection; 1.1% of the points at
+   :math:`N + M = 2 \cdot 10^4`, 0.26% with 24-bit keys), share a key and come out of the passes in index order. The
    walk meets such a run before any of its points and puts it into the exact order
    (:func:`order_run`: insertion for short runs, a sort of (value bits, index) words for
    long ones such as a row of signed zeros, so that no row costs more than
@@ -26,9 +27,9 @@ magnitude too).
    larger rows get :math:`v` in a buffer and the value from a vectorised pass, each read
    being a cache miss there.
 
-With the walk, per 100 rows of :math:`2 \cdot 10^4` points on an AMD Zen 4 core: 12 ms against
-14 for the earlier three-pass radix sort of the float32 bits with a separate walk; the whole
-call at :math:`N = M = 10^4`, :math:`P = 100` on 2 threads: 9.2-9.5 ms against 11.1-11.7.
+The whole call at :math:`N = M = 10^4`, :math:`P = 100` on 2 threads of an AMD Zen 4 VM:
+8.8-8.9 ms (9.1-9.2 with 24-bit keys) against 11.4-11.6 for the earlier three-pass radix
+sort of the float32 bits with a separate walk (A/B in one process).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ _INSERTION_MAX = 16  # runs of equal keys up to this length are put in order by 
 
 def digit_bits(total: int) -> int:
     """Bits :math:`b` of one radix digit for rows of ``total`` points (keys of :math:`2b` bits)."""
+    if total <= 2**16:  # fewer buckets: shorter prefix sums, a few more tied keys (2^22 keys)
+        return 11
     if total <= 2**18:
         return 12
     return 14 if total <= 2**22 else 15  # keys below 2^30: none equals the sentinel

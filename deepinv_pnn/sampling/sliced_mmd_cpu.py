@@ -30,7 +30,7 @@ call follows other memory-heavy work. Both give the same gradients bit for bit (
 up to the order of its float64 sum). On AMD Zen 4 NumPy's AVX-512 sort is about 5x slower
 than the radix sort: the whole call at :math:`N = M = 10^4`, :math:`P = 100` on 2 threads took
 37 ms with it, 11-12 ms with an earlier three-pass radix sort of the float32 bits, and
-9.2-9.5 ms with the two-pass one.
+8.8-9.2 ms with the two-pass one.
 These loops, NumPy's sort and torch's matrix products release the GIL, so the whole call
 runs on a pool of ``torch.get_num_threads()`` threads, each with one torch thread:
 projection, sort and walk per group of directions, then the back-projection per range of
