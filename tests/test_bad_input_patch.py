@@ -7,6 +7,7 @@ import torch
 from deepinv_pnn.models import WPPFlow, WPPNet
 from deepinv_pnn.optim import AdamPatchReconstructor, PatchNR, WassersteinPatchPrior
 from deepinv_pnn.optim.wpp import gaussian_pyramid
+from deepinv_pnn.optim.wpp_loss import WassersteinPatchLoss
 from deepinv_pnn.sr_physics import WPPSuperResolution
 
 NAN = float("nan")
@@ -228,3 +229,23 @@ def test_wpp_refuses_bad_calls(wpp):
         wpp.fn(torch.rand(0, 1, 16, 16))
     with pytest.raises(ValueError, match="B >= 1"):
         wpp.prox(torch.rand(0, 1, 16, 16))
+
+
+def test_wpp_loss_refuses_bad_batches():
+    loss = WassersteinPatchLoss(torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(2)),
+                                patch_size=3, n_reference_patches=50, psi_iters=2)
+    with pytest.raises(ValueError, match=r"B >= 1"):
+        loss(torch.rand(0, 1, 16, 16))
+    with pytest.raises(ValueError, match="NaN"):
+        loss(torch.full((2, 1, 16, 16), NAN))
+    with pytest.raises(ValueError, match="channel"):
+        loss(torch.rand(2, 3, 16, 16))
+    assert torch.isfinite(loss(torch.rand(2, 1, 16, 16)))
+
+
+def test_wpp_loss_is_still_reachable_from_the_wpp_module():
+    from deepinv_pnn.optim import wpp
+
+    assert wpp.WassersteinPatchLoss is WassersteinPatchLoss
+    with pytest.raises(AttributeError, match="no attribute 'WassersteinPatchLos'"):
+        wpp.WassersteinPatchLos  # noqa: B018

@@ -158,6 +158,15 @@ def test_train_flow_chain_needs_both_conditions(clouds):
         train_flow_chain(nets, x, y, torch.randn(50, 2), torch.randn(40, 2), cond_weight=NAN, **FIT)
 
 
+def test_sliced_mmd_rejects_a_zero_direction(clouds):
+    xi = random_directions(3, 4, torch.Generator().manual_seed(0))
+    xi[:, 2] = 0.0
+    with pytest.raises(ValueError, match="all-zero column"):
+        sliced_mmd_riesz(*clouds, projections=xi)
+    xi[0, 2] = 1.0  # any non-zero direction is accepted (the slice is 1-homogeneous in it)
+    assert torch.isfinite(sliced_mmd_riesz(*clouds, projections=xi))
+
+
 # conditional flow
 
 
@@ -178,6 +187,8 @@ def test_conditional_flow_sample_with_physics_of_another_size(inpainting):
         flow.sample(y[:0], physics)
     with pytest.raises(TypeError, match="physics must be a deepinv.physics.LinearPhysics"):
         condition_features(y, None)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        condition_features(torch.full_like(y, NAN), physics)
     assert flow.sample(y[:2], physics, n_samples=3).shape == (3, 2, 1, 4, 4)
 
 

@@ -7,7 +7,7 @@ import torch
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models import WPPFlow, WPPNet
 from deepinv_pnn.models.wppnet import backprojection
-from deepinv_pnn.optim.wpp import WassersteinPatchLoss
+from deepinv_pnn.optim.wpp_loss import WassersteinPatchLoss
 from deepinv_pnn.sr_physics import WPPSuperResolution
 
 

@@ -56,6 +56,8 @@ def condition_features(y: torch.Tensor, physics: dinv.physics.LinearPhysics) -> 
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
     if not isinstance(physics, dinv.physics.LinearPhysics):
         raise TypeError(f"physics must be a deepinv.physics.LinearPhysics, got {type(physics).__name__}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y contains NaN or Inf values")
     back = physics.A_adjoint(y)
     ones = torch.ones_like(back[:1])
     gram = physics.A_adjoint(physics.A(ones))

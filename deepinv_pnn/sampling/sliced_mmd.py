@@ -268,6 +268,8 @@ def sliced_mmd_riesz(
         raise ValueError(f"projections must be a [d={d}, P] tensor with P >= 1, got {shape}")
     elif not projections.is_floating_point() or not _all_finite(projections):
         raise ValueError("projections must be finite floating-point directions")
+    elif bool((projections == 0).all(dim=0).any()):  # a zero column would only dilute the mean
+        raise ValueError("projections must not have an all-zero column: each column is a direction")
     projections = projections.to(device=x.device, dtype=x.dtype)
     y = y.to(device=x.device, dtype=x.dtype)
     n_proj = projections.shape[1]

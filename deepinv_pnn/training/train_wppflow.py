@@ -54,7 +54,7 @@ import torch
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models.wppflow import WPPFlow
 from deepinv_pnn.models.wppnet import WPPNet, shipped_weights
-from deepinv_pnn.optim.wpp import WassersteinPatchLoss
+from deepinv_pnn.optim.wpp_loss import WassersteinPatchLoss
 from deepinv_pnn.pretrained import WEIGHTS_DIR, save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
 from deepinv_pnn.training.best_step import BestValidated

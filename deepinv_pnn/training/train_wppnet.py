@@ -30,7 +30,7 @@ import torch
 
 from deepinv_pnn.data import load_image
 from deepinv_pnn.models.wppnet import WPPNet
-from deepinv_pnn.optim.wpp import WassersteinPatchLoss
+from deepinv_pnn.optim.wpp_loss import WassersteinPatchLoss
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
 from deepinv_pnn.training.best_step import BestValidated
