@@ -70,6 +70,31 @@ if numba is not None:
         return np.float32(np.float64((2 * count + is_x) * total - (2 * pos + 1) * n) * inv_nm)
 
     @numba.njit(cache=True, nogil=True)
+    def _heapsort(a):  # pragma: no cover - compiled
+        # in place, O(n log n) worst case; compiles in a fraction of the time of ndarray.sort
+        n = a.shape[0]
+        for top in range(n // 2 - 1, -1, -1):
+            _sift_down(a, top, n)
+        for end in range(n - 1, 0, -1):
+            a[0], a[end] = a[end], a[0]
+            _sift_down(a, 0, end)
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _sift_down(a, root, n):  # pragma: no cover - compiled
+        value = a[root]
+        while True:
+            child = 2 * root + 1
+            if child >= n:
+                break
+            if child + 1 < n and a[child + 1] > a[child]:
+                child += 1
+            if a[child] <= value:
+                break
+            a[root] = a[child]
+            root = child
+        a[root] = value
+
+    @numba.njit(cache=True, nogil=True)
     def order_run(out, zb, start):  # pragma: no cover - compiled
         """Puts the run of words that share the key of ``out[start]`` (and of ``out[start + 1]``)
         into the exact order of the float32 values (bits ``zb``), equal values in index order;
@@ -93,7 +118,7 @@ if numba is not None:
             for i in range(end - start):
                 idx = out[start + i] & INDEX_MASK
                 run[i] = (np.uint64(_monotone(zb[np.int64(idx)])) << s32) | idx
-            run.sort()
+            _heapsort(run)
             for i in range(end - start):
                 out[start + i] = (key << s32) | (run[i] & INDEX_MASK)
         return end
@@ -149,12 +174,10 @@ if numba is not None:
         out[total] = np.uint64(0xFFFFFFFF) << s32  # no key reaches 2^32 - 1
         if exact:
             zb = zr.view(np.uint32)
-            i = 0
-            while i < total - 1:
-                if (out[i + 1] >> s32) == (out[i] >> s32):
-                    i = order_run(out, zb, i)
-                else:
-                    i += 1
+            run_end = 0
+            for i in range(total - 1):
+                if i >= run_end and (out[i + 1] >> s32) == (out[i] >> s32):
+                    run_end = order_run(out, zb, i)
 
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
     def walk_row(order, zr, n, m, buffer):  # pragma: no cover - compiled
