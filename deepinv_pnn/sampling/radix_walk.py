@@ -48,7 +48,18 @@ _INSERTION_MAX = 16  # runs of equal keys up to this length are put in order by 
 
 
 def digit_bits(total: int) -> int:
-    """Bits :math:`b` of one radix digit for rows of ``total`` points (keys of :math:`2b` bits)."""
+    """Bits :math:`b` of one radix digit for rows of ``total`` points (keys of :math:`2b` bits).
+
+    :param int total: the points of a row, :math:`N + M`.
+    :return: :math:`b`: 11 up to :math:`2^{16}` points, 12 up to :math:`2^{18}`, 14 up to
+        :math:`2^{22}`, else 15.
+
+    :Examples:
+
+    >>> from deepinv_pnn.sampling.radix_walk import digit_bits
+    >>> digit_bits(20000), digit_bits(2 * 10**6)
+    (11, 14)
+    """
     if total <= 2**16:  # fewer buckets: shorter prefix sums, a few more tied keys (2^22 keys)
         return 11
     if total <= 2**18:
