@@ -1,6 +1,9 @@
 r"""Sliced MMD (Riesz kernel) by sorting vs the exact O(N^2) method: time, memory, accuracy.
 
-Run ``python benchmarks/bench_mmd_sliced.py [--quick] [--device cpu|cuda] [--threads T]``.
+Run ``python benchmarks/bench_mmd_sliced.py [--quick] [--device cpu|cuda] [--threads T]``;
+``--ratio-rounds R`` measures only the :math:`N = 10^4` ratio of section 1, round by round
+(the exact call, then the sliced sequence), and prints the spread of the per-round ratio
+with the ratio of the best times.
 
 Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projections, N = M):
 
@@ -213,12 +216,36 @@ def breakdown(n, d, p, repeats=20):
     return times
 
 
+def ratio_rounds(rounds, n, d, p, device):
+    """Section 1's N = n row alone, round by round: the exact call, then ``SEQUENCE`` sliced calls."""
+    x, y = data(n, d, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sliced = lambda: sliced_mmd_riesz(x, y, p, generator=gen, return_grad=True)  # noqa: E731
+    exact = lambda: mmd_riesz(x, y, return_grad=True)  # noqa: E731
+    exact(), sliced()  # untimed first calls (buffers, compiled code)
+    print(f"# N = M = {n}, d = {d}, P = {p}, torch threads {torch.get_num_threads()}; per round: exact (s), "
+          "best sliced call of the sequence (ms), ratio")
+    ratios, best_exact, best_sliced = [], math.inf, math.inf
+    for r in range(rounds):
+        te = timed(exact, device)[0]
+        ts = min(timed(sliced, device)[0] for _ in range(SEQUENCE))
+        ratios.append(te / ts)
+        best_exact, best_sliced = min(best_exact, te), min(best_sliced, ts)
+        print(f"{r:>4} {te:8.3f} {1e3 * ts:8.2f} {te / ts:7.1f}", flush=True)
+    ratios.sort()
+    print(f"per-round ratio: min {ratios[0]:.1f}, median {ratios[len(ratios) // 2]:.1f}, max {ratios[-1]:.1f}; "
+          f"best exact / best sliced: {best_exact:.3f} s / {1e3 * best_sliced:.2f} ms = {best_exact / best_sliced:.1f}x")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--exact-max", type=int, default=None, help="largest N for the exact method")
+    parser.add_argument("--ratio-rounds", type=int, default=None, metavar="R",
+                        help="only the N = 10^4 ratio, in R rounds (one exact call, then the sliced "
+                             "sequence, per round): the spread of the per-round ratio")
     parser.add_argument("--headline", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--memory-probe", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -230,6 +257,8 @@ def main():
         return headline(args.headline, d, p, device)
     if args.memory_probe:
         return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), d, p, device)
+    if args.ratio_rounds:
+        return ratio_rounds(args.ratio_rounds, 10000, d, p, device)
     try:
         import geomloss  # noqa: F401
 
