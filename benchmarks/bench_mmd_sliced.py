@@ -22,6 +22,7 @@ Tables (value + gradient with respect to ``x``, ``d = 64``, ``P = 100`` projecti
    run once.
 1b. Extra peak memory of one value + gradient call (MiB above the inputs, each method and N
    in a fresh subprocess after a call at N = 100 has loaded the libraries and compiled code;
+   geomloss and KeOps too, when installed, up to N = 10^4;
    ``benchmarks/_memory.py``: the rise of the resident high-water mark on CPU, the
    allocator's peak on CUDA), with the ratio exact / sliced. The exact method's memory is
    bounded by its chunking, not by N^2.
@@ -137,6 +138,8 @@ def memory_probe(method, n, d, p, device):
     def call(a, b):
         if method == "sliced":
             return sliced_mmd_riesz(a, b, p, return_grad=True, generator=torch.Generator(device=device).manual_seed(0))
+        if method in ("geomloss", "keops"):
+            return geomloss_energy(a, b, "tensorized" if method == "geomloss" else "online")
         return mmd_riesz(a, b, return_grad=True)
 
     call(*data(100, d, device))  # libraries, compiled loops, CUDA context
@@ -153,15 +156,22 @@ def in_fresh_process(flags: list[str], device, threads) -> dict:
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
 
 
-def memory_table(sizes, exact_max, d, p, device, threads):
-    print(f"{'N':>8} {'inputs':>8} {'sliced':>8} {'exact':>8} {'ratio':>7}")
+def memory_table(sizes, exact_max, d, p, device, threads, peers=()):
+    """Section 1b; ``peers``: the installed geomloss backends ("geomloss", "keops"), up to 10^4."""
+    peers = tuple(peers)
+    print(f"{'N':>8} {'inputs':>8} {'sliced':>8} {'exact':>8} {'ratio':>7}"
+          + "".join(f" {name:>9} {'ratio':>7}" for name in peers))
     for n in sizes:
         mib = {}
-        for method in ("sliced", "exact") if n <= exact_max else ("sliced",):
+        methods = ("sliced", "exact", *peers) if n <= min(exact_max, 10000) else (
+            ("sliced", "exact") if n <= exact_max else ("sliced",))
+        for method in methods:
             mib[method] = in_fresh_process(["--memory-probe", method, str(n)], device, threads)["extra_mib"]
-        sliced, exact = mib["sliced"], mib.get("exact", math.nan)
+        sliced = max(mib["sliced"], 1e-3)
         inputs = 2 * n * d * 4 / 2**20
-        print(f"{n:>8} {inputs:8.1f} {sliced:8.1f} {exact:8.1f} {exact / max(sliced, 1e-3):7.1f}", flush=True)
+        row = f"{n:>8} {inputs:8.1f} {mib['sliced']:8.1f} {mib.get('exact', math.nan):8.1f} {mib.get('exact', math.nan) / sliced:7.1f}"
+        row += "".join(f" {mib.get(name, math.nan):9.1f} {mib.get(name, math.nan) / sliced:7.1f}" for name in peers)
+        print(row, flush=True)
 
 
 def breakdown(n, d, p, repeats=20):
@@ -323,8 +333,9 @@ def main():
               f"{cell(tg):>15} {ratio(tg):>11} {cell(tk):>15} {ratio(tk):>11}", flush=True)
         del x, y
 
-    print("\n## 1b. extra peak memory of one value + gradient call (MiB, fresh process each); ratio = exact / sliced")
-    memory_table(sizes, exact_max, d, p, device, args.threads)
+    print("\n## 1b. extra peak memory of one value + gradient call (MiB, fresh process each); ratio = method / sliced")
+    memory_table(sizes, exact_max, d, p, device, args.threads,
+                 peers=[name for name, have in (("geomloss", have_geomloss), ("keops", have_keops)) if have])
 
     n_head = 30000 if args.quick else 1000000
     print(f"\n## 2. headline: N = M = {n_head}, d = {d}, P = {p}, value + gradient (fresh process)")
