@@ -153,7 +153,7 @@ if numba is not None:
         first, second = counts[0], counts[1]
         first[:] = 0
         second[:] = 0
-        if dig <= 12 and span < 1e38 and scale < 1e38:  # 24-bit keys: float32 arithmetic suffices (faster)
+        if dig <= 12 and span < 1e38 and scale < 1e38:  # keys of up to 24 bits: float32 arithmetic suffices (faster)
             base32, scale32, qmax32 = np.float32(lo), np.float32(scale), np.float32(qmax)
             for j in range(total):
                 key32 = (zr[j] - base32) * scale32
