@@ -64,11 +64,11 @@ from _memory import peak_memory_mib  # noqa: E402
 
 from deepinv_pnn.sampling import mmd_riesz, random_directions, sliced_mmd_riesz  # noqa: E402
 from deepinv_pnn.sampling.packed_keys import pack_and_sort, sort_method, sorted_indices_numpy  # noqa: E402
-from deepinv_pnn.sampling.radix_walk import digit_bits  # noqa: E402
+from deepinv_pnn.sampling.radix_walk import radix_scratch  # noqa: E402
 from deepinv_pnn.sampling.sliced_mmd_cpu import uses_numba  # noqa: E402
 
 if uses_numba():
-    from deepinv_pnn.sampling.radix_walk import sort_row  # noqa: E402
+    from deepinv_pnn.sampling.radix_walk import sort_rows  # noqa: E402
 
 SEQUENCE = 4  # sliced calls per round of section 1 (the first follows the exact method)
 
@@ -189,9 +189,7 @@ def breakdown(n, d, p, repeats=20):
         z[:, n:].addmm_(xi.T, y.T, beta=0)
 
     total = 2 * n
-    dig = digit_bits(total)
-    radix = (np.empty(total, np.uint32), np.empty(total, np.uint64), np.empty(total + 1, np.uint64),
-             np.empty((2, 2**dig), np.int64))
+    radix = radix_scratch(total)
 
     def sort(method):  # the whole [P, 2n] array, sorted in cache-sized row blocks as the kernel does
         rows = max(1, 2**18 // total)
@@ -199,8 +197,7 @@ def breakdown(n, d, p, repeats=20):
         for r in range(0, p, rows):
             block = keys[r : r + rows]
             if uses_numba() and method == "radix":  # the two passes and the ordering of tied keys
-                for row, lo, hi in zip(zn[r : r + rows], zn[r : r + rows].min(1), zn[r : r + rows].max(1)):
-                    sort_row(row, lo, hi, dig, *radix, True)
+                sort_rows(zn[r : r + rows], radix)
             elif uses_numba():  # the kernel's own packing and NumPy's sort
                 pack_and_sort(zn[r : r + rows], block, block.view(np.int64))
             else:  # the NumPy passes' packing, sort and unpacking

@@ -29,7 +29,7 @@ try:  # optional accelerator (extra "fast")
     import numba
     import numba.extending
 
-    from deepinv_pnn.sampling.radix_walk import digit_bits, sort_row
+    from deepinv_pnn.sampling.radix_walk import sort_rows
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
@@ -110,21 +110,11 @@ def sorted_indices_numpy(keys: np.ndarray, index: np.ndarray, low: np.ndarray) -
     np.bitwise_xor(bits, low, out=bits)
 
 
-def _radix_sort_rows(z: np.ndarray) -> None:
-    """The radix sort of each row of ``z`` (the sort alone, as :func:`_fastest_sort` times it)."""
-    total = z.shape[1]
-    dig = digit_bits(total)
-    keys, words, out = np.empty(total, np.uint32), np.empty(total, np.uint64), np.empty(total + 1, np.uint64)
-    counts = np.empty((2, 2**dig), dtype=np.int64)
-    for row, lo, hi in zip(z, z.min(axis=1), z.max(axis=1)):
-        sort_row(row, lo, hi, dig, keys, words, out, counts, True)
-
-
 def _fastest_sort() -> str:
     """The faster of the two sorts on this machine, timed on 4 rows of 2^15 normal values."""
     z = np.random.default_rng(0).standard_normal((4, 2**15), dtype=np.float32)
     keys = np.empty(z.shape, dtype=np.float64)
-    sorts = {"numpy": lambda: pack_and_sort(z, keys, keys.view(np.int64)), "radix": lambda: _radix_sort_rows(z)}
+    sorts = {"numpy": lambda: pack_and_sort(z, keys, keys.view(np.int64)), "radix": lambda: sort_rows(z)}
     seconds = {sort: [] for sort in _SORTS}
     for _ in range(4):
         for sort in _SORTS:

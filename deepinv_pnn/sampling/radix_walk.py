@@ -41,7 +41,7 @@ try:  # optional accelerator (extra "fast")
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
-__all__ = ["digit_bits"]  # with numba also radix_walk, sort_row, walk_value
+__all__ = ["digit_bits", "radix_scratch"]  # with numba also radix_walk, sort_row, sort_rows, walk_value
 
 INDEX_MASK = 0xFFFFFFFF  # the index in the low half of a word, the key in the high half
 _INSERTION_MAX = 16  # runs of equal keys up to this length are put in order by insertion
@@ -67,7 +67,23 @@ def digit_bits(total: int) -> int:
     return 14 if total <= 2**22 else 15  # keys below 2^30: none equals the sentinel
 
 
+def radix_scratch(total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scratch arrays of :func:`sort_row` for rows of ``total`` points: ``keys`` (uint32),
+    ``words`` (uint64), ``out`` (uint64, one more for the sentinel) and ``counts``."""
+    counts = np.empty((2, 2 ** digit_bits(total)), dtype=np.int64)
+    return np.empty(total, np.uint32), np.empty(total, np.uint64), np.empty(total + 1, np.uint64), counts
+
+
 if numba is not None:
+
+    def sort_rows(z: np.ndarray, scratch: tuple | None = None) -> None:
+        """:func:`sort_row` (exact order) on each row of the float32 array ``z``, with the
+        scratch of :func:`radix_scratch` (made here if not given); the sort alone, as
+        :func:`~deepinv_pnn.sampling.packed_keys.sort_method` and the benchmark time it."""
+        total = z.shape[1]
+        keys, words, out, counts = radix_scratch(total) if scratch is None else scratch
+        for row, lo, hi in zip(z, z.min(axis=1), z.max(axis=1)):
+            sort_row(row, lo, hi, digit_bits(total), keys, words, out, counts, True)
 
     @numba.njit(cache=True, nogil=True, inline="always")
     def _monotone(u):  # pragma: no cover - compiled
