@@ -107,6 +107,7 @@ def load_image(
     :return: a ``[1, C, H, W]`` tensor with values in :math:`[0, 1]`.
     :raises ValueError: for an unknown name (the valid names are listed).
     :raises FileNotFoundError: for a path that does not exist.
+    :raises ValueError: for a file that is not a readable image.
 
     :Examples:
 
@@ -130,7 +131,10 @@ def load_image(
             raise FileNotFoundError(f"image file {str(path)!r} does not exist")
         import skimage.io
 
-        array = skimage.io.imread(path)
+        try:
+            array = skimage.io.imread(path)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL/imageio report a bad file in several ways
+            raise ValueError(f"could not read image file {str(path)!r} (not an image in a known format?): {err}") from err
     else:
         raise ValueError(
             f"unknown image {name!r}: give a file path or one of the embedded images "

@@ -262,6 +262,13 @@ def test_load_image_rejects_bad_size_and_dtype():
         load_image("camera", size=8, dtype=torch.int64)
 
 
+def test_load_image_rejects_a_file_that_is_not_an_image(tmp_path):
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"this is text, not a PNG")
+    with pytest.raises(ValueError, match="could not read image file .*scan.png"):
+        load_image(bad)
+
+
 def test_load_pretrained_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="is a folder"):
         load_pretrained(torch.nn.Linear(2, 2), tmp_path)
