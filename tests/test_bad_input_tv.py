@@ -91,6 +91,7 @@ def test_pdhg_physics_for_another_size():
         ({"lambda_map": -torch.ones(1, 1, 16, 16)}, "lambda_map must be finite and non-negative"),
         ({"x_init": torch.full((1, 1, 16, 16), NAN)}, "x_init contains NaN"),
         ({"x_init": torch.rand(1, 1, 8, 8)}, "x_init does not fit the observation"),
+        ({"x_init": torch.rand(1, 1, 1, 16)}, "x_init does not fit the observation"),  # would broadcast
         ({"x_init": torch.rand(2, 1, 16, 16)}, "x_init must have the batch size of y"),
         ({"op_sqnorm": -1.0}, "op_sqnorm must be > 0"),
         ({"op_sqnorm": 0.0}, "op_sqnorm must be > 0"),

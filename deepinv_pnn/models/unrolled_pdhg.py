@@ -57,8 +57,6 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import deepinv as dinv
 import torch
@@ -91,24 +89,6 @@ DATA_TERMS = ("dual", "prox")
 
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
-
-
-@contextmanager
-def _fits(y: torch.Tensor, x: torch.Tensor, given: bool, first: bool) -> Iterator[None]:
-    """On the first iteration only: a shape error of the physics becomes a :class:`ValueError`."""
-    if not first:
-        yield
-        return
-    try:
-        yield
-    except RuntimeError as err:
-        if isinstance(err, torch.OutOfMemoryError):
-            raise
-        culprit = "x_init" if given else "physics"
-        raise ValueError(
-            f"UnrolledPDHG: {culprit} does not fit the observation y of shape {tuple(y.shape)} "
-            f"(image of shape {tuple(x.shape)}): {err}"
-        ) from err
 
 
 class UnrolledPDHG(nn.Module):
@@ -264,9 +244,8 @@ class UnrolledPDHG(nn.Module):
 
         history = []
         if return_history or not self.checkpointing or not torch.is_grad_enabled():
-            for it in range(n_iter):
-                with _fits(y, x, x_init is not None, first=it == 0):
-                    x, p, q = body(x, p, q, 1)
+            for _ in range(n_iter):
+                x, p, q = body(x, p, q, 1)
                 if return_history:
                     history.append(x)
         else:
@@ -274,8 +253,7 @@ class UnrolledPDHG(nn.Module):
             done = 0
             while done < n_iter:
                 n = min(segment, n_iter - done)
-                with _fits(y, x, x_init is not None, first=done == 0):
-                    x, p, q = checkpoint(body, x, p, q, n, use_reentrant=False)
+                x, p, q = checkpoint(body, x, p, q, n, use_reentrant=False)
                 done += n
         return (x, history) if return_history else x
 
@@ -294,13 +272,23 @@ class UnrolledPDHG(nn.Module):
             check_sigma(lambda_map, "lambda_map")
         if x_init is None:
             with physics_must_fit(y, "UnrolledPDHG"):
-                return physics.A_adjoint(y)
-        check_image(x_init, "x_init")
-        if x_init.shape[0] != y.shape[0]:
+                x = physics.A_adjoint(y)
+        else:
+            x = check_image(x_init, "x_init")
+            if x_init.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"x_init must have the batch size of y ({y.shape[0]}), got shape {tuple(x_init.shape)}"
+                )
+        # up front, before any iteration: A x must have y's shape (a mismatch can also broadcast silently)
+        culprit = "physics" if x_init is None else "x_init"
+        with torch.no_grad(), physics_must_fit(y, "UnrolledPDHG", name=culprit):
+            ax_shape = physics.A(x).shape
+        if ax_shape != y.shape:
             raise ValueError(
-                f"x_init must have the batch size of y ({y.shape[0]}), got shape {tuple(x_init.shape)}"
+                f"UnrolledPDHG: {culprit} does not fit the observation of shape {tuple(y.shape)}: "
+                f"A applied to the image of shape {tuple(x.shape)} gives {tuple(ax_shape)}"
             )
-        return x_init
+        return x
 
     def _iteration(self, x, p, q, y, physics, lam, tau, sigma, rho):
         if self.data_term == "prox":
