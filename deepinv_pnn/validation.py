@@ -245,3 +245,37 @@ def physics_must_fit(y: torch.Tensor, owner: str, name: str = "physics") -> Iter
             f"{owner}: {name} does not fit the observation of shape {tuple(y.shape)} "
             f"(built for another image size?): {err}"
         ) from err
+
+
+def check_image_fits(y: torch.Tensor, physics, x: torch.Tensor, owner: str, name: str = "physics") -> torch.Tensor:
+    """Check, before a solver iterates, that ``physics.A(x)`` has the shape of ``y``.
+
+    A mismatch would otherwise surface as a RuntimeError deep inside the iterations, or, where
+    the shapes broadcast, not at all.
+
+    :param torch.Tensor y: the observation.
+    :param physics: the forward operator (anything with ``A``).
+    :param torch.Tensor x: the solver's starting image.
+    :param str owner: the component, used in error messages.
+    :param str name: what to blame: ``"physics"`` or the name of the starting-image argument.
+    :return: ``x`` unchanged.
+    :raises ValueError: if ``A`` cannot be applied to ``x`` or maps it to another shape than ``y``'s.
+
+    :Examples:
+
+    >>> import torch, deepinv as dinv
+    >>> from deepinv_pnn.validation import check_image_fits
+    >>> y = torch.rand(1, 1, 16, 16)
+    >>> check_image_fits(y, dinv.physics.Denoising(), torch.rand(1, 1, 1, 16), "my solver", "x_init")
+    Traceback (most recent call last):
+    ...
+    ValueError: my solver: x_init does not fit the observation of shape (1, 1, 16, 16): A maps the image of shape (1, 1, 1, 16) to (1, 1, 1, 16)
+    """
+    with torch.no_grad(), physics_must_fit(y, owner, name):
+        shape = physics.A(x).shape
+    if shape != y.shape:
+        raise ValueError(
+            f"{owner}: {name} does not fit the observation of shape {tuple(y.shape)}: "
+            f"A maps the image of shape {tuple(x.shape)} to {tuple(shape)}"
+        )
+    return x

@@ -117,7 +117,7 @@ def test_adam_reconstructor_refuses_bad_arguments(patchnr):
         model(y8(), None, init=torch.rand(1, 1, 32, 32))
     with pytest.raises(TypeError, match="init must have a floating-point dtype"):
         model(y8(), SR4, init=torch.ones(1, 1, 32, 32, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"init of shape \(1, 1, 16, 16\)"):
+    with pytest.raises(ValueError, match=r"init does not fit the observation of shape \(1, 1, 8, 8\): A maps the image of shape \(1, 1, 16, 16\)"):
         model(y8(), SR4, init=torch.rand(1, 1, 16, 16))
     with pytest.raises(ValueError, match="B >= 1"):
         model(torch.rand(0, 1, 8, 8), SR4)

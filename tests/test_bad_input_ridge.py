@@ -205,3 +205,15 @@ def test_ridge_solver_still_solves(prior):
     y = physics(torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
     out = RidgeSolver(prior, lambda_reg=0.1, max_iter=5.0, box=(0.0, None))(y, physics)
     assert out.shape == (1, 1, 16, 16) and torch.isfinite(out).all()
+
+
+def test_ridge_solver_refuses_a_start_or_physics_that_does_not_fit_y(prior):
+    y = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    solver = RidgeSolver(prior, lambda_reg=0.1, max_iter=3)
+    denoising = dinv.physics.Denoising()
+    for x_init in (torch.rand(1, 1, 16, 16), torch.rand(2, 1, 1, 16), torch.rand(2, 1, 8, 8)):  # the first two broadcast
+        with pytest.raises(ValueError, match=r"RidgeSolver: x_init does not fit the observation of shape \(2, 1, 16, 16\)"):
+            solver(y, denoising, x_init=x_init)
+    with pytest.raises(ValueError, match="RidgeSolver: physics does not fit the observation"):
+        solver(y, dinv.physics.Inpainting(img_size=(1, 8, 8), mask=0.5))
+    assert solver(y, denoising, x_init=y.clone()).shape == y.shape

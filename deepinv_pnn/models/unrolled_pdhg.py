@@ -73,6 +73,7 @@ from deepinv_pnn.optim.weighted_tv import (
 from deepinv_pnn.validation import (
     check_count,
     check_image,
+    check_image_fits,
     check_positive,
     check_sigma,
     physics_must_fit,
@@ -279,16 +280,7 @@ class UnrolledPDHG(nn.Module):
                 raise ValueError(
                     f"x_init must have the batch size of y ({y.shape[0]}), got shape {tuple(x_init.shape)}"
                 )
-        # up front, before any iteration: A x must have y's shape (a mismatch can also broadcast silently)
-        culprit = "physics" if x_init is None else "x_init"
-        with torch.no_grad(), physics_must_fit(y, "UnrolledPDHG", name=culprit):
-            ax_shape = physics.A(x).shape
-        if ax_shape != y.shape:
-            raise ValueError(
-                f"UnrolledPDHG: {culprit} does not fit the observation of shape {tuple(y.shape)}: "
-                f"A applied to the image of shape {tuple(x.shape)} gives {tuple(ax_shape)}"
-            )
-        return x
+        return check_image_fits(y, physics, x, "UnrolledPDHG", "physics" if x_init is None else "x_init")
 
     def _iteration(self, x, p, q, y, physics, lam, tau, sigma, rho):
         if self.data_term == "prox":

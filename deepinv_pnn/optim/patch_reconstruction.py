@@ -20,7 +20,13 @@ import deepinv as dinv
 import torch
 
 from deepinv_pnn.models.wppnet import backprojection, check_physics
-from deepinv_pnn.validation import check_count, check_image, check_positive, physics_must_fit
+from deepinv_pnn.validation import (
+    check_count,
+    check_image,
+    check_image_fits,
+    check_positive,
+    physics_must_fit,
+)
 
 
 class AdamPatchReconstructor(dinv.models.Reconstructor):
@@ -95,14 +101,5 @@ class AdamPatchReconstructor(dinv.models.Reconstructor):
             if not isinstance(physics, dinv.physics.Physics):
                 raise TypeError(f"physics must be a deepinv.physics.Physics, got {type(physics).__name__}")
             check_image(init, "init", channels=y.shape[1])
-            try:
-                with torch.no_grad():
-                    shape = physics.A(init).shape
-            except RuntimeError as err:
-                raise ValueError(f"init of shape {tuple(init.shape)} does not fit physics: {err}") from err
-            if shape != y.shape:
-                raise ValueError(
-                    f"init of shape {tuple(init.shape)} is mapped by physics to {tuple(shape)}, "
-                    f"but y has shape {tuple(y.shape)}"
-                )
+            check_image_fits(y, physics, init, type(self).__name__, "init")
         return init.detach().clone().requires_grad_(True)

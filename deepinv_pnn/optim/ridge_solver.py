@@ -34,8 +34,10 @@ from deepinv_pnn.validation import (
     check_bounds,
     check_count,
     check_image,
+    check_image_fits,
     check_positive,
     check_sigma,
+    physics_must_fit,
 )
 
 
@@ -131,8 +133,12 @@ class RidgeSolver(dinv.models.Reconstructor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
         if not torch.isfinite(y).all():
             raise ValueError("y contains NaN or Inf values")
-        x = physics.A_adjoint(y) if x_init is None else x_init.clone()
-        check_image(x, "x_init")
+        if x_init is None:
+            with physics_must_fit(y, "RidgeSolver"):
+                x = physics.A_adjoint(y)
+        else:
+            x = check_image(x_init, "x_init").clone()
+        check_image_fits(y, physics, x, "RidgeSolver", "physics" if x_init is None else "x_init")
         x = self._project(x)
         sigma = self.g_param
         lip = self._sqnorm(physics, x) + self.lambda_reg * self.prior.grad_lipschitz(sigma)
