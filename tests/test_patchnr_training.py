@@ -18,27 +18,28 @@ def make_data(folder):
     skimage.io.imsave(folder / "val_grass.png", grass[256:304, 256:304])
 
 
-def run(folder, out, monkeypatch):
+def run(folder, out, monkeypatch, extra=()):
     seen = {}
     fit = PatchNR.fit
 
     def recording_fit(self, images, **kwargs):
-        seen["images"] = [im.clone() for im in images]
+        seen["images"], seen["kwargs"] = [im.clone() for im in images], kwargs
         return fit(self, images, **kwargs)
 
     monkeypatch.setattr(PatchNR, "fit", recording_fit)
     metrics = train_patchnr.main([
         "--data-dir", str(folder), "--out", str(out), "--images", "ref_grass.png", "--val", "val_grass.png",
         "--patch-size", "4", "--n-blocks", "2", "--hidden", "16", "--batch-size", "64", "--steps", "6",
-        "--seed", "0",
+        "--seed", "0", *extra,
     ])
-    return metrics, seen["images"]
+    return metrics, seen["images"], seen["kwargs"]
 
 
 def test_recipe_trains_on_the_chosen_reference_and_writes_loadable_weights(tmp_path, monkeypatch):
     make_data(tmp_path)
     out = tmp_path / "nr.safetensors"
-    metrics, images = run(tmp_path, out, monkeypatch)
+    metrics, images, kwargs = run(tmp_path, out, monkeypatch)
+    assert kwargs["dequantize"] == 1 / 255  # 8-bit dequantisation only, unless asked
     assert metrics["train_images"] == ["ref_grass.png"] and metrics["val_images"] == ["val_grass.png"]
     assert metrics["steps"] == 6
     assert len(images) == 1 and torch.equal(images[0], load_image(tmp_path / "ref_grass.png"))  # raw, alone
@@ -47,3 +48,9 @@ def test_recipe_trains_on_the_chosen_reference_and_writes_loadable_weights(tmp_p
     val = load_image(tmp_path / "val_grass.png")
     assert torch.isfinite(prior.fn(val)).all()
 
+
+
+def test_dequantize_smooths_the_fitted_density(tmp_path, monkeypatch):
+    make_data(tmp_path)
+    metrics, _, kwargs = run(tmp_path, tmp_path / "nr.safetensors", monkeypatch, ["--dequantize", "0.07"])
+    assert kwargs["dequantize"] == 0.07 and metrics["args"]["dequantize"] == "0.07"

@@ -199,7 +199,12 @@ class PatchNR(dinv.optim.Prior):
         :param int steps: Adam steps (each on ``batch_size`` random patches).
         :param float lr: Adam learning rate (cosine-decayed to 1 % over ``steps`` or ``minutes``).
         :param bool augment: add the 8 flips/rotations of each image (zero-shot setting).
-        :param float dequantize: width of the uniform noise added to patches (8-bit data).
+        :param float dequantize: width :math:`w` of the uniform noise added to every training
+            patch. :math:`1/255` dequantises 8-bit data; a wider one fits the density of the
+            patches plus noise of standard deviation :math:`w/\sqrt{12}`, a smoothed density whose
+            score is tamer on the blurry patches a reconstruction starts from: the shipped SiC
+            weights use :math:`w = 0.07` (+0.45 dB held out in ``bench_patch_sr.py``, see the
+            patch guide).
         :param float minutes: stop after this wall-clock time.
         :param device: training device (default: the images' device).
         :return: the per-step mean negative log-likelihood (per patch).

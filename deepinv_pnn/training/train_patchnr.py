@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=20000, help="cosine schedule length (stops earlier at --minutes)")
+    parser.add_argument("--dequantize", type=float, default=1.0 / 255,
+                        help="width of the uniform noise added to every training patch: 1/255 dequantises 8-bit "
+                             "data; a wider one fits a smoothed patch density, a better regulariser (patch guide)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     prior = PatchNR(patch_size=args.patch_size, n_blocks=args.n_blocks, hidden=args.hidden, seed=args.seed)
     start = time.monotonic()
     history = prior.fit(train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, minutes=args.minutes,
-                        device=device, seed=args.seed, progress=True)
+                        device=device, seed=args.seed, progress=True, dequantize=args.dequantize)
     metrics = {
         "component": "patchnr", "train_images": [f.name for f in train_files], "val_images": [f.name for f in val_files],
         "steps": len(history), "seconds": time.monotonic() - start, "final_train_loss": history[-1],
