@@ -52,14 +52,12 @@ class WassersteinPatchLoss(torch.nn.Module):
             use_keops=use_keops, seed=seed,
         )
         self.psi: dict[int, torch.Tensor] = {}
-        self._calls = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The loss of a batch ``[B, C, H, W]`` (``B >= 1``), differentiable with respect to it."""
         prior = self.prior
         check_image(images, "images", channels=prior.channels, nonempty=True)
         if prior.n_patches is not None:  # fresh random patch positions at every call
-            self._calls += 1
             prior._positions.clear()
             prior.seed = prior.seed + 1
         total = images.new_zeros(())
