@@ -95,6 +95,46 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     return state
 
 
+def weights_path(
+    pretrained: bool | str | os.PathLike | None, default_file: str | None = None, owner: str = "this component"
+) -> Path | None:
+    """The weights file a ``pretrained=`` argument names, or ``None`` for no weights.
+
+    :param pretrained: ``False``/``None``, ``True`` (the shipped ``default_file``) or a path.
+    :param str default_file: name of the shipped file in ``deepinv_pnn/weights``.
+    :param str owner: the component's name, for the error message.
+    :raises ValueError: ``pretrained=True`` without a shipped file.
+    :raises TypeError: ``pretrained`` is neither a bool nor a path.
+    """
+    if pretrained is None or pretrained is False:
+        return None
+    if pretrained is True:
+        if default_file is None:
+            raise ValueError(f"{owner} has no shipped weights for this configuration")
+        return shipped_path(default_file)
+    if isinstance(pretrained, (str, os.PathLike)):
+        return Path(pretrained)
+    raise TypeError(f"pretrained must be a bool or a path, got {type(pretrained).__name__}")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata in a safetensors file's header (``{}`` for other formats or none).
+
+    :class:`deepinv_pnn.optim.PatchNR`, for instance, stores its architecture there so that a
+    file rebuilds the network it was saved from.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except SafetensorError as err:
+        raise ValueError(f"{str(path)!r} is not a readable weights file (safetensors): {err}") from err
+
+
 def load_pretrained(
     module: torch.nn.Module,
     pretrained: bool | str | os.PathLike | None,
@@ -112,16 +152,9 @@ def load_pretrained(
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if pretrained is None or pretrained is False:
+    path = weights_path(pretrained, default_file, owner=type(module).__name__)
+    if path is None:
         return module
-    if pretrained is True:
-        if default_file is None:
-            raise ValueError(f"{type(module).__name__} has no shipped weights for this configuration")
-        path = shipped_path(default_file)
-    elif isinstance(pretrained, (str, os.PathLike)):
-        path = Path(pretrained)
-    else:
-        raise TypeError(f"pretrained must be a bool or a path, got {type(pretrained).__name__}")
     state = load_state_dict(path)
     try:
         module.load_state_dict(state, strict=strict)
@@ -130,17 +163,29 @@ def load_pretrained(
     return module
 
 
-def save_weights(module_or_state: torch.nn.Module | dict, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+def save_weights(
+    module_or_state: torch.nn.Module | dict,
+    path: str | os.PathLike,
+    metadata: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Save a state dict as safetensors, atomically (written to a temporary file, then renamed).
 
     :param module_or_state: a module or a state dict.
     :param path: the ``.safetensors`` destination.
     :param dict metadata: string metadata stored in the file header.
+    :param torch.dtype dtype: store the floating-point tensors in this dtype (e.g.
+        ``torch.float16`` halves a float32 file); :func:`load_pretrained` casts them back to
+        the module's dtype. ``None`` keeps them as they are.
     """
     from safetensors.torch import save_file
 
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     state = module_or_state.state_dict() if isinstance(module_or_state, torch.nn.Module) else module_or_state
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -79,6 +79,40 @@ def test_zero_shot_and_weights_round_trip(tmp_path):
     assert torch.allclose(again.fn(y), prior.fn(y))
 
 
+def test_a_saved_file_rebuilds_its_architecture(tmp_path):
+    """The file's metadata carries patch size, blocks, width and mixing; a contradiction is refused."""
+    torch.manual_seed(0)
+    prior = PatchNR(patch_size=3, n_blocks=2, hidden=16, mixing="permutation", n_patches=None)
+    prior.fit(load_image("gravel", size=24), steps=5, batch_size=64)
+    path = prior.save(tmp_path / "w.safetensors")
+    again = PatchNR(pretrained=path, n_patches=None)
+    assert (again.patch_size, again.n_blocks, again.hidden, again.mixing) == (3, 2, 16, "permutation")
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.fn(x), prior.fn(x))
+    with pytest.raises(ValueError, match="hidden=32 contradicts the weights file"):
+        PatchNR(pretrained=path, hidden=32)
+    # without metadata (a bare state dict) the defaults and the given values apply
+    torch.save(prior.state_dict(), tmp_path / "w.pt")
+    bare = PatchNR(patch_size=3, n_blocks=2, hidden=16, mixing="permutation", n_patches=None, pretrained=tmp_path / "w.pt")
+    assert torch.equal(bare.fn(x), prior.fn(x))
+    assert (PatchNR().n_blocks, PatchNR().hidden) == (5, 256)
+
+
+def test_half_precision_file_is_half_the_size_and_loads_back_close(tmp_path):
+    torch.manual_seed(0)
+    prior = PatchNR(patch_size=4, n_blocks=2, hidden=64, n_patches=None)
+    prior.fit(load_image("gravel", size=32), steps=20, batch_size=256)
+    full = prior.save(tmp_path / "full.safetensors").stat().st_size
+    half_path = prior.save(tmp_path / "half.safetensors", dtype=torch.float16)
+    assert 0.45 < half_path.stat().st_size / full < 0.55
+    half = PatchNR(pretrained=half_path, n_patches=None)
+    assert next(half.parameters()).dtype == torch.float32
+    x = load_image("gravel", size=32)[..., :20, :20]
+    rel = (half.grad(x) - prior.grad(x)).norm() / prior.grad(x).norm()
+    assert 0 < float(rel) < 5e-3
+    assert abs(float(half.fn(x) - prior.fn(x))) < 0.05
+
+
 def test_bad_inputs():
     prior = PatchNR(patch_size=3, n_blocks=1, hidden=8)
     with pytest.raises(ValueError, match="channel"):

@@ -44,11 +44,20 @@ def test_recipe_trains_on_the_chosen_reference_and_writes_loadable_weights(tmp_p
     assert metrics["steps"] == 6
     assert len(images) == 1 and torch.equal(images[0], load_image(tmp_path / "ref_grass.png"))  # raw, alone
     assert json.loads(out.with_suffix(".json").read_text())["val_nll_per_patch"] == metrics["val_nll_per_patch"]
-    prior = PatchNR(patch_size=4, n_blocks=2, hidden=16, pretrained=out)
+    prior = PatchNR(pretrained=out)  # the architecture comes from the file
+    assert (prior.patch_size, prior.n_blocks, prior.hidden) == (4, 2, 16)
     val = load_image(tmp_path / "val_grass.png")
     assert torch.isfinite(prior.fn(val)).all()
 
 
+def test_half_precision_storage(tmp_path, monkeypatch):
+    make_data(tmp_path)
+    run(tmp_path, tmp_path / "full.safetensors", monkeypatch)
+    run(tmp_path, tmp_path / "half.safetensors", monkeypatch, ["--save-dtype", "float16"])
+    full, half = PatchNR(pretrained=tmp_path / "full.safetensors"), PatchNR(pretrained=tmp_path / "half.safetensors")
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "full.safetensors").stat().st_size
+    val = load_image(tmp_path / "val_grass.png")
+    assert torch.allclose(half.fn(val), full.fn(val), rtol=1e-3)
 
 def test_dequantize_smooths_the_fitted_density(tmp_path, monkeypatch):
     make_data(tmp_path)

@@ -5,7 +5,13 @@ import pickle
 import pytest
 import torch
 
-from deepinv_pnn.pretrained import WEIGHTS_DIR, load_pretrained, read_manifest, save_weights
+from deepinv_pnn.pretrained import (
+    WEIGHTS_DIR,
+    load_pretrained,
+    read_manifest,
+    read_metadata,
+    save_weights,
+)
 
 
 def test_manifest_lists_exactly_the_shipped_files():
@@ -49,3 +55,24 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         load_pretrained(torch.nn.Linear(3, 2), tmp_path / "other.safetensors")
     assert load_pretrained(torch.nn.Linear(3, 2), False) is not None
+
+
+def test_metadata_and_storage_dtype(tmp_path):
+    source = torch.nn.Embedding(3, 2)
+    source.register_buffer("index", torch.arange(3))
+    path = save_weights(source, tmp_path / "e.safetensors", metadata={"width": 2}, dtype=torch.float16)
+    assert read_metadata(path) == {"width": "2"}
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert stored["weight"].dtype == torch.float16 and stored["index"].dtype == torch.int64
+    target = torch.nn.Embedding(3, 2)
+    target.register_buffer("index", torch.zeros(3, dtype=torch.int64))
+    load_pretrained(target, path)
+    assert target.weight.dtype == torch.float32
+    assert torch.allclose(target.weight, source.weight, rtol=1e-3, atol=1e-4)
+    assert torch.equal(target.index, torch.arange(3))
+    torch.save(source.state_dict(), tmp_path / "e.pt")
+    assert read_metadata(tmp_path / "e.pt") == {}
+    with pytest.raises(TypeError, match="floating-point torch.dtype"):
+        save_weights(source, tmp_path / "x.safetensors", dtype=torch.int32)

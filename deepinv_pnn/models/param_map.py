@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import deepinv as dinv
 import torch
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepinv_pnn.models.unrolled_pdhg import DATA_TERMS, UnrolledPDHG
-from deepinv_pnn.pretrained import load_pretrained, shipped_path
+from deepinv_pnn.pretrained import load_pretrained, read_metadata, weights_path
 from deepinv_pnn.validation import (
     check_count,
     check_dtype_matches,
@@ -48,15 +47,8 @@ LOG_RATIO_INIT = {"dual": 1.0, "prox": 3.0}
 
 def weights_config(pretrained: bool | str | os.PathLike | None, problem: str) -> dict:
     """The training configuration stored in a safetensors file's metadata (``{}`` if none)."""
-    if pretrained is None or pretrained is False:
-        return {}
-    path = shipped_path(WEIGHTS[problem]) if pretrained is True else Path(pretrained)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return {}
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return json.loads((f.metadata() or {}).get("config", "{}"))
+    path = weights_path(pretrained, WEIGHTS[problem], owner="TVParameterMapNet")
+    return {} if path is None else json.loads(read_metadata(path).get("config", "{}"))
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

@@ -31,14 +31,39 @@ from deepinv_pnn.nn.patches import (
     gather_patches,
     random_positions,
 )
-from deepinv_pnn.pretrained import load_pretrained
+from deepinv_pnn.pretrained import load_pretrained, read_metadata, save_weights, weights_path
 from deepinv_pnn.validation import check_count, check_image, check_positive
 
 PRETRAINED = {"material": "patchnr_sic.safetensors", "natural": "patchnr_bsd.safetensors"}
+#: the architecture arguments and their defaults, stored in the metadata of saved weights
+ARCHITECTURE = {"patch_size": 6, "channels": 1, "n_blocks": 5, "hidden": 256, "mixing": "lu"}
+
+
+def architecture(path: Path | None, **given) -> dict:
+    """The flow's architecture: ``given`` values, else those in ``path``'s metadata, else the defaults.
+
+    :raises ValueError: a given value contradicts the weights file.
+    """
+    stored = read_metadata(path) if path is not None else {}
+    arch = {}
+    for name, default in ARCHITECTURE.items():
+        value = given.get(name)
+        if name in stored:
+            saved = type(default)(stored[name])
+            if value is not None and value != saved:
+                raise ValueError(f"{name}={value!r} contradicts the weights file {str(path)!r}, saved with {name}={saved!r}")
+            value = saved
+        arch[name] = default if value is None else value
+    return arch
 
 
 class PatchNR(dinv.optim.Prior):
     r"""Patch normalizing-flow regulariser on images, :math:`g(x) = \frac1N\sum_i -\log p_\theta(P_i x)`.
+
+    The architecture arguments (``patch_size``, ``channels``, ``n_blocks``, ``hidden``,
+    ``mixing``) default to ``None``: the values stored in the weights file named by
+    ``pretrained`` (:meth:`save` writes them), else 6, 1, 5, 256 and ``"lu"``. A value given
+    explicitly must agree with the file.
 
     :param int patch_size: side :math:`p` of the patches.
     :param int channels: image channels :math:`C`.
@@ -65,11 +90,11 @@ class PatchNR(dinv.optim.Prior):
 
     def __init__(
         self,
-        patch_size: int = 6,
-        channels: int = 1,
-        n_blocks: int = 5,
-        hidden: int = 256,
-        mixing: str = "lu",
+        patch_size: int | None = None,
+        channels: int | None = None,
+        n_blocks: int | None = None,
+        hidden: int | None = None,
+        mixing: str | None = None,
         n_patches: int | None = 10000,
         resample: bool = False,
         pretrained: bool | str | os.PathLike = False,
@@ -78,18 +103,23 @@ class PatchNR(dinv.optim.Prior):
     ):
         super().__init__()
         self.explicit_prior = True
-        self.patch_size = check_count(patch_size, "patch_size")
-        self.channels = check_count(channels, "channels")
+        if pretrained is True and dataset not in PRETRAINED:
+            raise ValueError(f"dataset must be one of {sorted(PRETRAINED)}, got {dataset!r}")
+        path = weights_path(pretrained, PRETRAINED.get(dataset), owner="PatchNR")
+        arch = architecture(
+            path, patch_size=patch_size, channels=channels, n_blocks=n_blocks, hidden=hidden, mixing=mixing
+        )
+        self.patch_size = check_count(arch["patch_size"], "patch_size")
+        self.channels = check_count(arch["channels"], "channels")
+        self.n_blocks, self.hidden, self.mixing = arch["n_blocks"], arch["hidden"], arch["mixing"]
         self.dim = self.channels * self.patch_size**2
         self.n_patches = n_patches if n_patches is None else check_count(n_patches, "n_patches")
         self.resample = resample
         self.seed = int(seed)
-        self.flow = patch_flow(self.dim, n_blocks=n_blocks, hidden=hidden, mixing=mixing, seed=seed)
+        self.flow = patch_flow(self.dim, n_blocks=self.n_blocks, hidden=self.hidden, mixing=self.mixing, seed=seed)
         self._positions: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._generator = torch.Generator().manual_seed(self.seed)
-        if pretrained is True and dataset not in PRETRAINED:
-            raise ValueError(f"dataset must be one of {sorted(PRETRAINED)}, got {dataset!r}")
-        load_pretrained(self, pretrained, PRETRAINED.get(dataset))
+        load_pretrained(self, path)
         self.eval()
 
     def nll(self, patches: torch.Tensor) -> torch.Tensor:
@@ -260,8 +290,12 @@ class PatchNR(dinv.optim.Prior):
         check_image(y, "y", channels=self.channels)
         return self.fit(y, steps=steps, augment=True, **kwargs)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the weights (safetensors)."""
-        from deepinv_pnn.pretrained import save_weights
+    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write the weights (safetensors) with the architecture in the file's metadata.
 
-        return save_weights(self, path, metadata={"patch_size": self.patch_size, "channels": self.channels})
+        :param path: the ``.safetensors`` destination; ``PatchNR(pretrained=path)`` rebuilds this flow.
+        :param torch.dtype dtype: storage dtype of the floating-point weights (``torch.float16``
+            halves the file; they load back into float32); ``None`` keeps the current one.
+        """
+        metadata = {"component": "patchnr", **{name: getattr(self, name) for name in ARCHITECTURE}}
+        return save_weights(self, path, metadata=metadata, dtype=dtype)

@@ -124,11 +124,9 @@ def select_on_training_images(
 
 
 def main(argv=None) -> dict:
-    from safetensors import safe_open
-
     from deepinv_pnn.data import split_files
     from deepinv_pnn.models.param_map import TVParameterMapNet
-    from deepinv_pnn.pretrained import load_state_dict, save_weights
+    from deepinv_pnn.pretrained import load_state_dict, read_metadata, save_weights
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("weights", help="a TVParameterMapNet .safetensors written by the recipe")
@@ -141,8 +139,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    with safe_open(args.weights, "pt") as f:
-        metadata = dict(f.metadata() or {})
+    metadata = read_metadata(args.weights)
     config = json.loads(metadata.get("config", "{}"))
     low, high = config.get("n_iter_train", [config.get("n_iter")] * 2)
     if low is None:

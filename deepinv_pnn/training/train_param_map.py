@@ -44,7 +44,7 @@ from deepinv_pnn.models.param_map import (
     weights_config,
 )
 from deepinv_pnn.models.unrolled_pdhg import DATA_TERMS
-from deepinv_pnn.pretrained import load_state_dict, save_weights
+from deepinv_pnn.pretrained import load_state_dict, read_metadata, save_weights
 from deepinv_pnn.problems import BLUR_STD
 
 VAL_SIGMA = 0.1
@@ -328,7 +328,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def pack(paths: dict, out: str) -> None:
     """Merge weights files ``{problem: path}`` into one file (keys ``problem.key``; metadata kept)."""
-    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     state, meta = {}, {}
@@ -336,20 +335,17 @@ def pack(paths: dict, out: str) -> None:
         if not Path(path).exists():
             continue
         state.update({f"{problem}.{k}": v for k, v in load_file(str(path)).items()})
-        with safe_open(str(path), "pt") as f:
-            meta.update({f"{problem}.{k}": v for k, v in (f.metadata() or {}).items()})
+        meta.update({f"{problem}.{k}": v for k, v in read_metadata(path).items()})
     if state:
         save_file(state, str(out), metadata=meta)
 
 
 def unpack(path: str, out_dir: str) -> list[Path]:
     """Split a file written by :func:`pack` into ``tvmap_<problem>.safetensors`` files."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     state = load_file(str(path))
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    meta = read_metadata(path)
     written = []
     for problem in sorted({k.split(".", 1)[0] for k in state}):
         sub = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(problem + ".")}

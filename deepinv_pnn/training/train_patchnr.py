@@ -25,7 +25,6 @@ import torch
 from deepinv_pnn.data import load_image
 from deepinv_pnn.nn.patches import extract_patches
 from deepinv_pnn.optim.patchnr import PatchNR
-from deepinv_pnn.pretrained import save_weights
 
 
 @torch.no_grad()
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dequantize", type=float, default=1.0 / 255,
                         help="width of the uniform noise added to every training patch: 1/255 dequantises 8-bit "
                              "data; a wider one fits a smoothed patch density, a better regulariser (patch guide)")
+    parser.add_argument("--save-dtype", choices=["float32", "float16"], default="float32",
+                        help="storage dtype of the weights file: float16 halves it (the weights load back into float32)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_nll_per_patch": mean_nll(prior, train), "val_nll_per_patch": mean_nll(prior, val),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    save_weights(prior.cpu(), args.out, metadata={"component": "patchnr", "patch_size": args.patch_size})
+    prior.cpu().save(args.out, dtype=getattr(torch, args.save_dtype))
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: metrics[k] for k in ("steps", "train_nll_per_patch", "val_nll_per_patch")}))
     return metrics
