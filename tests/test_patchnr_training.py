@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import skimage.data
 import skimage.io
 import torch
@@ -63,3 +64,10 @@ def test_dequantize_smooths_the_fitted_density(tmp_path, monkeypatch):
     make_data(tmp_path)
     metrics, _, kwargs = run(tmp_path, tmp_path / "nr.safetensors", monkeypatch, ["--dequantize", "0.07"])
     assert kwargs["dequantize"] == 0.07 and metrics["args"]["dequantize"] == "0.07"
+
+
+def test_a_training_glob_that_takes_the_held_out_image_is_refused(tmp_path, monkeypatch):
+    """``--images '*grass*.png'`` would also train on val_grass.png, the held-out image."""
+    make_data(tmp_path)
+    with pytest.raises(ValueError, match="also matches the held-out val_grass.png"):
+        run(tmp_path, tmp_path / "nr.safetensors", monkeypatch, ["--images", "*grass*.png"])

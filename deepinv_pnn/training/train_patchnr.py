@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not val_files or set(val_files) == set(train_files):
         cut = max(1, int(0.9 * len(train_files)))
         train_files, val_files = train_files[:cut], train_files[cut:] or train_files[-1:]
+    elif leaked := sorted(f.name for f in set(train_files) & set(val_files)):
+        raise ValueError(
+            f"--images {args.images!r} also matches the held-out {', '.join(leaked)} (--val {args.val!r}); "
+            "choose a training glob that excludes it"
+        )
     device = torch.device(args.device)
     train = [load_image(f).to(device) for f in train_files]
     val = [load_image(f).to(device) for f in val_files]
