@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from deepinv_pnn.nn.patches import (
+    PAD_MODES,
     augment_dihedral,
     center_patches,
     extract_patches,
     gather_patches,
+    min_padded_side,
     num_patches,
     pad_image,
     random_positions,
@@ -62,6 +64,16 @@ def test_reflect_padding_covers_every_pixel_equally():
     assert extract_patches(x, 4, pad="reflect").shape[1] == 13 * 13
     with pytest.raises(ValueError, match="pad"):
         pad_image(x, 4, "mirror")
+
+
+@pytest.mark.parametrize("mode", [None, *PAD_MODES])
+@pytest.mark.parametrize("patch_size", [1, 2, 3, 6])
+def test_min_padded_side_is_the_smallest_side_that_pads_and_holds_a_patch(mode, patch_size):
+    side = min_padded_side(patch_size, mode)
+    assert extract_patches(torch.rand(1, 1, side, side), patch_size, pad=mode).shape[1] >= 1
+    if side > 1:  # one pixel less: padding refuses, or no whole patch is left
+        with pytest.raises((ValueError, RuntimeError)):
+            extract_patches(torch.rand(1, 1, side - 1, side - 1), patch_size, pad=mode)
 
 
 def test_center_patches_have_zero_mean():

@@ -42,6 +42,28 @@ def pad_image(x: torch.Tensor, patch_size: int, mode: str | None) -> torch.Tenso
     return F.pad(x, (q, q, q, q), mode=mode)
 
 
+def min_padded_side(patch_size: int, mode: str | None) -> int:
+    r"""The smallest image side that :func:`pad_image` accepts with ``mode`` and that, once
+    padded, still holds a whole :math:`p \times p` patch.
+
+    :param int patch_size: side :math:`p` of the patches.
+    :param str mode: ``None`` or a padding mode of :func:`pad_image`.
+    :return: :math:`p` without padding or with ``"reflect"`` (which needs a side :math:`> p - 1`),
+        :math:`\max(p - 1, 1)` with ``"circular"`` (which wraps at most once), 1 otherwise.
+
+    :Examples:
+
+    >>> from deepinv_pnn.nn.patches import min_padded_side
+    >>> min_padded_side(6, None), min_padded_side(6, "circular"), min_padded_side(6, "constant")
+    (6, 5, 1)
+    """
+    if mode is None or mode == "reflect":
+        return patch_size
+    if mode == "circular":
+        return max(patch_size - 1, 1)
+    return 1
+
+
 def _check(x: torch.Tensor, patch_size: int) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

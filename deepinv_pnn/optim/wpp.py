@@ -28,6 +28,7 @@ from deepinv_pnn.nn.patches import (
     extract_patches,
     gather_patches,
     gaussian_pyramid,
+    min_padded_side,
     pad_image,
     pyramid_sizes,
     random_positions,
@@ -212,17 +213,12 @@ class WassersteinPatchPrior(dinv.optim.Prior):
             patches = gather_patches(image, rows, cols, self.patch_size)
         return center_patches(patches) if self.center else patches
 
-    def _min_size(self) -> int:
-        """The smallest side of a pyramid level that (once padded) holds a patch."""
-        p = self.patch_size
-        return {None: p, "reflect": p, "circular": max(p - 1, 1)}.get(self.pad, 1)
-
     def _scales(self, x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """(scale, patches [B, N, D]) for the scales large enough to hold a patch."""
         sizes = pyramid_sizes(min(x.shape[-2:]), self.n_scales)
-        usable = sum(1 for size in sizes if size >= self._min_size())
+        m = min_padded_side(self.patch_size, self.pad)
+        usable = sum(1 for size in sizes if size >= m)
         if usable == 0:
-            m = self._min_size()
             raise ValueError(
                 f"x of size {tuple(x.shape[-2:])} is smaller than patch_size {self.patch_size} allows "
                 f"(pad={self.pad!r}): x needs at least {m}x{m} pixels"
