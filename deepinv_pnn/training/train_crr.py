@@ -47,6 +47,7 @@ from deepinv_pnn.optim.ridge import RidgeRegularizer
 from deepinv_pnn.optim.ridge_convex import SIGMA_GRID, ConvexRidgeRegularizer
 from deepinv_pnn.optim.ridge_solver import tune_coarse_to_fine
 from deepinv_pnn.pretrained import save_weights
+from deepinv_pnn.training.command_line import command_line
 from deepinv_pnn.training.distributed import (
     average_gradients,
     init_distributed,
@@ -370,8 +371,7 @@ def main(argv=None) -> None:
 
     metrics = train(args, prior, loss_fn, "crr", validate)
     metrics.update({"sigma_train": args.sigma, "t_steps": args.t_steps})
-    finish(args, prior, metrics, "python -m deepinv_pnn.training.train_crr " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)))
+    finish(args, prior, metrics, command_line("deepinv_pnn.training.train_crr", args))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from deepinv_pnn.problems import make_physics
 from deepinv_pnn.sampling.conditional_flow import ConditionalMMDFlow, condition_features
 from deepinv_pnn.sampling.digits import evaluate_samples, load_digits
 from deepinv_pnn.sampling.generative_flow import GenerativeMMDFlow
+from deepinv_pnn.training.command_line import command_line
 
 NOISE = 0.01
 
@@ -114,9 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     bar.close()
     metrics.update(
         minutes=(time.monotonic() - start) / 60, stages_trained=sum(not h["skipped"] for h in history),
-        command="python -m deepinv_pnn.training.train_mmd_flow " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        ),
+        command=command_line("deepinv_pnn.training.train_mmd_flow", args),
     )
     save_weights(model, args.out, metadata={"model": args.model, "seed": args.seed})
     Path(args.out).with_suffix(".json").write_text(json.dumps({"metrics": metrics, "history": history}, indent=1))

@@ -45,6 +45,7 @@ from deepinv.optim.utils import conjugate_gradient
 from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
 from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
 from deepinv_pnn.pretrained import load_state_dict, save_weights
+from deepinv_pnn.training.command_line import command_line
 from deepinv_pnn.training.train_crr import denoise_psnr, finish, parse_args, train
 
 
@@ -207,7 +208,9 @@ def implicit_loss(
     return surrogate + (value - surrogate).detach()
 
 
-def main(argv=None) -> None:
+def parse_wcrr_args(argv=None):
+    """The options of :func:`main`: :func:`~deepinv_pnn.training.train_crr.parse_args`'s and
+    the WCRR-NN's own."""
     import argparse
 
     extra = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -243,6 +246,11 @@ def main(argv=None) -> None:
         setattr(args, k, v)
     if args.lr_spline is None:
         args.lr_spline = 1e-3
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_wcrr_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reference_init and (args.init or args.init_resample):
@@ -284,8 +292,7 @@ def main(argv=None) -> None:
     metrics = train(args, prior, loss_fn, "wcrr", validate)
     metrics.update({"sigma_range": [args.sigma_min, args.sigma_max], "method": args.backward, "loss": args.loss,
                     "jfb_steps": args.jfb_steps})
-    finish(args, prior, metrics, "python -m deepinv_pnn.training.train_wcrr " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)))
+    finish(args, prior, metrics, command_line("deepinv_pnn.training.train_wcrr", args))
 
 
 if __name__ == "__main__":
