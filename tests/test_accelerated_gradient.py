@@ -4,14 +4,15 @@ import torch
 from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
 
 
-def _quadratic(batch=3, n=40, seed=0):
+def _quadratic(batch=3, n=40, seed=0, device="cpu"):
     """f_b(x) = 1/2 x^T A x - c_b^T x per batch element (A: eigenvalues 1e-2 .. 1)."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
     a = q @ torch.diag(torch.logspace(-2, 0, n, dtype=torch.float64)) @ q.T
     c = torch.randn(batch, n, generator=g, dtype=torch.float64)
     solution = torch.linalg.solve(a, c.T).T
-    return (lambda x: x @ a - c), solution
+    a, c = a.to(device), c.to(device)
+    return (lambda x: x @ a - c), solution.to(device)
 
 
 def test_converges_to_the_minimiser_within_the_tolerance():
@@ -36,3 +37,37 @@ def test_checking_less_often_stops_at_a_multiple_and_is_no_less_accurate():
     assert its == 10
     with pytest.raises(ValueError, match="check_every"):
         accelerated_gradient(grad, x0, 1.0, check_every=0)
+
+
+def test_cuda_graph_flag_is_ignored_on_the_cpu():
+    grad, solution = _quadratic(seed=2)
+    x0 = torch.zeros_like(solution)
+    eager = accelerated_gradient(grad, x0, 1.0, max_iter=500, tol=1e-8, check_every=5)
+    flagged = accelerated_gradient(grad, x0, 1.0, max_iter=500, tol=1e-8, check_every=5, cuda_graph=True)
+    assert torch.equal(eager[0], flagged[0]) and eager[1] == flagged[1]
+
+
+def test_a_failed_graph_capture_warns_and_leaves_the_state_untouched(monkeypatch):
+    from deepinv_pnn.optim import accelerated_gradient as module
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "Stream", refuse)
+    x, y, t = torch.ones(2, 3), torch.ones(2, 3), torch.ones(2)
+    with pytest.warns(UserWarning, match="running eagerly"):
+        ran = module._graphed_blocks(lambda z: z, x, y, t, 0.5, True, (-1, 1), (1,), 1e-6, None, 5, 4)
+    assert ran is None
+    assert torch.equal(x, torch.ones(2, 3)) and torch.equal(y, torch.ones(2, 3)) and torch.equal(t, torch.ones(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("max_iter", [400, 403])
+def test_cuda_graph_gives_the_eager_iterates_and_stopping_iteration(max_iter):
+    grad, solution = _quadratic(seed=3, device="cuda")
+    x0 = torch.zeros_like(solution)
+    for tol in (1e-8, 0.0):  # stops inside the graphed blocks / runs them all and the remainder
+        eager = accelerated_gradient(grad, x0, 1.0, max_iter=max_iter, tol=tol)
+        graphed = accelerated_gradient(grad, x0, 1.0, max_iter=max_iter, tol=tol, cuda_graph=True)
+        assert eager[1] == graphed[1]
+        assert torch.allclose(eager[0], graphed[0], rtol=0, atol=1e-12)

@@ -12,13 +12,13 @@ def _reparsed(command, parser):
 
 
 def test_recorded_wcrr_command_reads_back_the_same_options():
-    argv = ["--data-dir", "my data", "--out", "w.safetensors", "--sigma-min", "0", "--reference-init",
+    argv = ["--data-dir", "my data", "--out", "w.safetensors", "--sigma-min", "0", "--reference-init", "--cuda-graph",
             "--tune-sigmas", "5", "15", "--lr", "5e-3", "--loss", "l1", "--schedule", "step"]
     args = parse_wcrr_args(argv)
     command = command_line("deepinv_pnn.training.train_wcrr", args)
     assert "--sigma-min 0.0" in command  # a zero is a value: the default is 2
     words = shlex.split(command)
-    assert "--reference-init" in words and "True" not in words
+    assert "--reference-init" in words and "--cuda-graph" in words and "True" not in words
     assert "--tune-sigmas 5.0 15.0" in command and "'my data'" in command
     assert "--init " not in command  # unset options are left out
     assert _reparsed(command, parse_wcrr_args) == vars(args)

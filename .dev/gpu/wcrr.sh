@@ -18,7 +18,7 @@
 # not e^5/(255 sigma): fixed since) 381 steps (2.3/s: mu ~ 900 needs more inner
 # iterations) 30.41 / 27.73 untuned. Next: JOBSET=ref (default), one call, its staircase fitted to it,
 # then its table tuned and the test figures measured on the device (EVAL=1):
-#   OUT=$OUT TRAIN_MIN=6.5 EVAL=1 bash .dev/gpu/wcrr.sh   carry [".dev/data/bsd400", ".whl"], timeout_s 590
+#   OUT=$OUT TRAIN_MIN=6 EVAL=1 bash .dev/gpu/wcrr.sh   carry [".dev/data/bsd400", ".whl"], timeout_s 590
 # or the reference's whole 6000-step schedule over several sessions (JOBSET=ref6000): later calls copy
 # the returned checkpoint to .dev/gpu/state/ and add RESUME_FROM=.dev/gpu/state/j_reference6000.ckpt,
 # carry [".dev/data/bsd400", ".whl", ".dev/gpu/state"].
@@ -27,7 +27,8 @@
 #   rm -f .dev/data/bsd400 && mkdir -p .dev/data && cp -r ../shared/data/bsd400 .dev/data/bsd400
 #     (a symbolic link travels as a link: the device needs a real copy, 8.7 MB)
 #   mkdir -p .whl && pip download deepinv==0.5.0 natsort --no-deps -d .whl   (the device image lacks both)
-# Run (device tool): command "OUT=$OUT TRAIN_MIN=6.5 EVAL=1 bash .dev/gpu/wcrr.sh" (see session 17 above),
+# Run (device tool): command "OUT=$OUT TRAIN_MIN=6 EVAL=1 bash .dev/gpu/wcrr.sh" (see session 17 above; 6, not 6.5,
+#   since session 28 adds the ~20 s graph check),
 #   carry [".dev/data/bsd400", ".whl"], timeout_s 590 (TRAIN_MIN + ~40 s; the machine's start
 #   adds ~30 s of device time).
 # Afterwards (without EVAL=1), here (CPU, ~10 min per file of our start, 30+ for the reference start;
@@ -40,7 +41,7 @@
 #      RESUME_FROM (a carried checkpoint that the job continues, --resume), KEEP_CKPT (1: the job's
 #      checkpoint comes back; set by JOBSET=ref),
 #      EVAL (1: tune the calibration table and denoise the 68 test images on the device after training;
-#      ~2-3 min for a reference-start model, so TRAIN_MIN=6.5 with it),
+#      ~2-3 min for a reference-start model, so TRAIN_MIN=6 with it and the graph check),
 #      TF32_CHECK (1: run .dev/gpu/tf32_check.py after the jobs; default 0, session 15 found TF32 harmless),
 #      BATCH (default 128), JOBSET (ref default: the reference's recipe (reference_init) in one call;
 #      ref6000: the same on its 6000-step schedule, split over calls;
@@ -68,7 +69,7 @@ job() {
   if [ -n "${RESUME_FROM:-}" ]; then  # continue a split run: the checkpoint an earlier call returned
     cp "$RESUME_FROM" "/tmp/$name.ckpt" || { echo "no $RESUME_FROM"; exit 1; }; resume=(--resume)
   fi
-  ( $PY "${entry[@]}" "${COMMON[@]}" "$@" "${resume[@]}" --out "/tmp/$name.safetensors" --checkpoint "/tmp/$name.ckpt" \
+  ( $PY "${entry[@]}" "${COMMON[@]}" "$@" "${GRAPH_ARGS[@]}" "${resume[@]}" --out "/tmp/$name.safetensors" --checkpoint "/tmp/$name.ckpt" \
       --ckpt-every 200 > "/tmp/$name.log" 2>&1
     echo "exit $?" >> "/tmp/$name.log"
     # the weights replace the safety copy (at most 8 files come back), unless the run goes on later
@@ -78,6 +79,16 @@ job() {
   echo "started $name: $*"
 }
 JOBSET=${JOBSET:-ref}
+# CUDA graphs for the inner solve (session 28, not yet run on a device): GRAPH=auto (default) runs
+# .dev/gpu/graph_check.py first (~15 s: eager and graphed solve agree, the graphed step is faster) and
+# passes --cuda-graph to the jobs only if it does; GRAPH=1 always, GRAPH=0 never.
+GRAPH_ARGS=()
+if [ "${GRAPH:-auto}" = 1 ]; then GRAPH_ARGS=(--cuda-graph)
+elif [ "${GRAPH:-auto}" = auto ] && [ "$DEVICE" = cuda ]; then
+  if timeout 120 $PY .dev/gpu/graph_check.py cuda "$BATCH" > "$OUT/graph_check.txt" 2>&1; then GRAPH_ARGS=(--cuda-graph); fi
+  cat "$OUT/graph_check.txt"
+fi
+echo "graph args: ${GRAPH_ARGS[*]:-none}"
 if [ "$JOBSET" = s14 ]; then  # session 14's pair (run in session 15: both lost 0.1-0.2 dB in 7 min)
   job a_mse "${SHIPPED[@]}" --seed 31 --lr 5e-3 --lr-spline 2e-3
   job b_l1 "${SHIPPED[@]}" --seed 32 --lr 5e-3 --lr-spline 2e-3 --loss l1

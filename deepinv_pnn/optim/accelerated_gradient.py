@@ -1,13 +1,71 @@
 r"""Accelerated gradient descent with gradient restart, batched: the inner solver of the ridge
 regularisers' proximal operator (:meth:`~deepinv_pnn.optim.ridge.RidgeRegularizer.prox`) and
 of the WCRR-NN training's denoiser.
+
+On a GPU the iterations of a small problem are bound by the host's dispatch of small kernels,
+not by the device; ``cuda_graph=True`` records one block of ``check_every`` iterations as a
+CUDA graph and replays it, so the host issues one launch per block instead of some thirty
+kernels per iteration.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from deepinv_pnn.validation import check_count, check_positive
+
+
+def _iteration(grad_fn, x, y, t, step, accelerate, view, dims):
+    """One step from ``y``; returns the new ``(x, y, t)`` and the gradient at the old ``y``."""
+    g = grad_fn(y)
+    x_new = y - step * g
+    if accelerate:
+        restart = (g * (x_new - x)).sum(dims) > 0
+        t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t**2))
+        beta = torch.where(restart, torch.zeros_like(t), (t - 1) / t_new)
+        t = torch.where(restart, torch.ones_like(t), t_new)
+        y = x_new + beta.view(view) * (x_new - x)
+    else:
+        y = x_new
+    return x_new, y, t, g
+
+
+def _converged(g, x, step, tol, reference, dims) -> torch.Tensor:
+    """The stopping rule as a 0-d boolean tensor: ``||x_new - y|| = step ||g||`` small."""
+    res = torch.linalg.vector_norm(g, dim=dims).mul_(step)
+    scale = torch.linalg.vector_norm(x if reference is None else x - reference, dim=dims).clamp_min(1e-12)
+    return (res <= tol * scale).all()
+
+
+def _graphed_blocks(grad_fn, x, y, t, step, accelerate, view, dims, tol, reference, block, blocks):
+    """Run up to ``blocks`` blocks of ``block`` iterations as replays of one CUDA graph that
+    updates ``x, y, t`` in place; return the iterations done and whether they converged, or
+    ``None`` (state untouched) when the iteration cannot be captured."""
+    try:
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):  # warm-up on copies: library handles, kernel choices
+            _iteration(grad_fn, x.clone(), y.clone(), t.clone(), step, accelerate, view, dims)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            xs, ys, ts = x, y, t
+            for _ in range(block):
+                xs, ys, ts, g = _iteration(grad_fn, xs, ys, ts, step, accelerate, view, dims)
+            done = _converged(g, xs, step, tol, reference, dims)
+            x.copy_(xs)
+            y.copy_(ys)
+            t.copy_(ts)
+    except RuntimeError as err:  # an operation of grad_fn that a graph cannot record
+        warnings.warn(f"accelerated_gradient: CUDA graph capture failed ({err}); running eagerly", stacklevel=3)
+        return None
+    for b in range(1, blocks + 1):
+        graph.replay()
+        if bool(done):
+            return b * block, True
+    return blocks * block, False
 
 
 def accelerated_gradient(
@@ -19,6 +77,7 @@ def accelerated_gradient(
     accelerate: bool = True,
     reference: torch.Tensor | None = None,
     check_every: int | None = None,
+    cuda_graph: bool = False,
 ) -> tuple[torch.Tensor, int]:
     r"""Minimise a smooth function by FISTA-type accelerated gradient with gradient restart.
 
@@ -43,6 +102,10 @@ def accelerated_gradient(
         ``max_iter``). Each test waits for the device, so on a GPU, where the host would
         otherwise queue the next iterations while the device computes, the default is 10;
         elsewhere 1. A later test only makes the result more accurate.
+    :param bool cuda_graph: on a CUDA tensor, record ``check_every`` iterations once as a CUDA
+        graph and replay it (the same iterates and stopping iteration as without it). ``grad_fn``
+        must then be free of host synchronisation and of host-to-device copies; if the capture
+        fails, a warning is issued and the solver runs eagerly. Ignored on the CPU.
     :return: the minimiser estimate and the number of iterations done.
     :raises ValueError: unless ``lipschitz > 0``, ``max_iter >= 1``, ``tol >= 0``, ``check_every >= 1``.
 
@@ -69,24 +132,16 @@ def accelerated_gradient(
     t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     view = (-1,) + (1,) * (x.dim() - 1)
     dims = tuple(range(1, x.dim()))
-    it = 0
-    for it in range(1, max_iter + 1):
-        g = grad_fn(y)
-        x_new = y - step * g
-        check = it % check_every == 0 or it == max_iter
-        if check:  # ||x_new - y|| = step ||g||
-            res = torch.linalg.vector_norm(g, dim=dims).mul_(step)
-            scale = torch.linalg.vector_norm(x_new if reference is None else x_new - reference, dim=dims)
-            scale = scale.clamp_min(1e-12)
-        if accelerate:
-            restart = (g * (x_new - x)).sum(dims) > 0
-            t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t**2))
-            beta = torch.where(restart, torch.zeros_like(t), (t - 1) / t_new)
-            t = torch.where(restart, torch.ones_like(t), t_new)
-            y = x_new + beta.view(view) * (x_new - x)
-        else:
-            y = x_new
-        x = x_new
-        if check and bool((res <= tol * scale).all()):
+    it = done_before = 0
+    blocks = max_iter // check_every
+    if cuda_graph and x0.is_cuda and blocks >= 2:
+        ran = _graphed_blocks(grad_fn, x, y, t, step, accelerate, view, dims, tol, reference, check_every, blocks)
+        if ran is not None:
+            it = done_before = ran[0]
+            if ran[1]:
+                return x, it
+    for it in range(done_before + 1, max_iter + 1):
+        x, y, t, g = _iteration(grad_fn, x, y, t, step, accelerate, view, dims)
+        if (it % check_every == 0 or it == max_iter) and bool(_converged(g, x, step, tol, reference, dims)):
             break
     return x, it

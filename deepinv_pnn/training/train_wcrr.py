@@ -124,13 +124,16 @@ def reference_init(prior: WeaklyConvexRidgeRegularizer) -> WeaklyConvexRidgeRegu
 
 @torch.no_grad()
 def inner_solve(prior: WeaklyConvexRidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, tol: float,
-                max_iter: int) -> torch.Tensor:
+                max_iter: int, cuda_graph: bool = False) -> torch.Tensor:
     r"""The graph-free denoiser :math:`\operatorname{argmin}_z \tfrac12\|z - y\|^2 + R_\sigma(z)`
     (accelerated gradient with restart, tolerance relative to the iterate), with the gradient
-    map prepared once: the parameters are constant during the solve."""
+    map prepared once: the parameters are constant during the solve. ``cuda_graph``: replay
+    the iterations as a CUDA graph on a GPU (see
+    :func:`~deepinv_pnn.optim.accelerated_gradient.accelerated_gradient`)."""
     lip = 1.0 + float(prior.activation_lipschitz(sigma).detach().max())
     grad_r = prior._grad_operator(sigma, y)
-    return accelerated_gradient(lambda z: grad_r(z).add_(z).sub_(y), y, lip, max_iter=max_iter, tol=tol)[0]
+    return accelerated_gradient(lambda z: grad_r(z).add_(z).sub_(y), y, lip, max_iter=max_iter, tol=tol,
+                                cuda_graph=cuda_graph)[0]
 
 
 def jfb_denoiser(
@@ -140,6 +143,7 @@ def jfb_denoiser(
     steps: int = 1,
     tol: float = 1e-4,
     max_iter: int = 200,
+    cuda_graph: bool = False,
 ) -> torch.Tensor:
     r"""The WCRR denoiser :math:`\operatorname{prox}_{R_\sigma}(y)` with a JFB graph.
 
@@ -149,8 +153,9 @@ def jfb_denoiser(
     :param int steps: differentiable gradient steps taken from the fixed point.
     :param float tol: tolerance of the graph-free inner solve.
     :param int max_iter: iteration cap of the inner solve.
+    :param bool cuda_graph: replay the inner solve's iterations as a CUDA graph on a GPU.
     """
-    x = inner_solve(prior, y, sigma, tol, max_iter)
+    x = inner_solve(prior, y, sigma, tol, max_iter, cuda_graph)
     tau = 1.0 / (1.0 + prior.activation_lipschitz(sigma).reshape(-1).max())
     for _ in range(steps):
         x = x - tau * (x - y + prior._grad(x, sigma))
@@ -167,6 +172,7 @@ def implicit_loss(
     cg_iter: int = 50,
     cg_tol: float = 1e-3,
     loss: str = "mse",
+    cuda_graph: bool = False,
 ) -> torch.Tensor:
     r"""MSE (or mean absolute error) of the exact denoiser :math:`x^* = \operatorname{prox}_{R_\sigma}(y)` with its
     implicit gradient.
@@ -187,10 +193,11 @@ def implicit_loss(
     :param str loss: ``"mse"`` (mean squared error) or ``"l1"`` (mean absolute error, the
         reference implementation's training loss; it weighs the crops of low noise more, since
         its gradient :math:`\operatorname{sign}(x^* - x)` does not grow with the error).
+    :param bool cuda_graph: replay the inner solve's iterations as a CUDA graph on a GPU.
     """
     if loss not in ("mse", "l1"):
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
-    x_star = inner_solve(prior, y, sigma, tol, max_iter)
+    x_star = inner_solve(prior, y, sigma, tol, max_iter, cuda_graph)
     diff = x_star - x
     if loss == "mse":
         value, dloss = diff.pow(2).mean(), (2.0 / diff.numel()) * diff
@@ -223,6 +230,8 @@ def parse_wcrr_args(argv=None):
                        help="implicit differentiation (conjugate gradient) or Jacobian-free")
     extra.add_argument("--cg-iter", type=int, default=50)
     extra.add_argument("--cg-tol", type=float, default=1e-3)
+    extra.add_argument("--cuda-graph", action="store_true",
+                       help="replay the inner solve as a CUDA graph (GPU; the host's kernel dispatch bounds it)")
     extra.add_argument("--loss", choices=["mse", "l1"], default="mse",
                        help="training loss of the denoiser output (l1: the reference implementation's)")
     extra.add_argument("--num-knots", type=int, default=None, help="knots of phi_+- (default: the model's)")
@@ -273,9 +282,9 @@ def main(argv=None) -> None:
         tv2 = prior.phi_plus.tv2() + prior.phi_minus.tv2()
         if args.backward == "implicit":
             loss = implicit_loss(prior, y, x, sigma, args.inner_tol, args.inner_iter, args.cg_iter, args.cg_tol,
-                                 args.loss)
+                                 args.loss, args.cuda_graph)
         else:
-            out = jfb_denoiser(prior, y, sigma, args.jfb_steps, args.inner_tol, args.inner_iter)
+            out = jfb_denoiser(prior, y, sigma, args.jfb_steps, args.inner_tol, args.inner_iter, args.cuda_graph)
             loss = (out - x).pow(2).mean() if args.loss == "mse" else (out - x).abs().mean()
         return loss + args.tv2 * tv2
 
