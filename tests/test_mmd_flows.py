@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from deepinv_pnn.pretrained import read_metadata
 from deepinv_pnn.problems import make_physics
 from deepinv_pnn.registry import build, get
 from deepinv_pnn.sampling import (
@@ -178,4 +179,5 @@ def test_training_recipe_writes_weights_and_metrics(tmp_path):
     assert out.is_file() and "energy_generated" in metrics
     assert json.loads(out.with_suffix(".json").read_text())["metrics"]["stages_trained"] == 1
     model = GenerativeMMDFlow((1, 8, 8), n_stages=1, hidden=16, pretrained=str(out))
+    assert "--train-iters 5 " in read_metadata(out)["command"]
     assert model.sample(2).shape == (2, 1, 8, 8)

@@ -9,6 +9,7 @@ import torch
 
 from deepinv_pnn.data import load_image
 from deepinv_pnn.optim import PatchNR
+from deepinv_pnn.pretrained import read_metadata
 from deepinv_pnn.training import train_patchnr
 
 
@@ -46,6 +47,8 @@ def test_recipe_trains_on_the_chosen_reference_and_writes_loadable_weights(tmp_p
     assert len(images) == 1 and torch.equal(images[0], load_image(tmp_path / "ref_grass.png"))  # raw, alone
     assert json.loads(out.with_suffix(".json").read_text())["val_nll_per_patch"] == metrics["val_nll_per_patch"]
     prior = PatchNR(pretrained=out)  # the architecture comes from the file
+    command = read_metadata(out)["command"]  # and the command that made it
+    assert command.startswith("python -m deepinv_pnn.training.train_patchnr ") and "--steps 6 " in command
     assert (prior.patch_size, prior.n_blocks, prior.hidden) == (4, 2, 16)
     val = load_image(tmp_path / "val_grass.png")
     assert torch.isfinite(prior.fn(val)).all()

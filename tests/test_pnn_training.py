@@ -12,7 +12,8 @@ import skimage.data
 import skimage.io
 
 from deepinv_pnn.models.pnn import ConvPNN
-from deepinv_pnn.training.train_convpnn import train_convpnn
+from deepinv_pnn.pretrained import read_metadata
+from deepinv_pnn.training.train_convpnn import main, train_convpnn
 
 SMALL = {"width": 8, "state_channels": 2, "n_layers": 2, "n_stages": 1}
 KW = {
@@ -32,6 +33,15 @@ def folder(tmp_path_factory):
     for i in range(6):
         skimage.io.imsave(root / f"im{i}.png", camera[40 * i : 40 * i + 48, 50 * i : 50 * i + 48])
     return root
+
+
+def test_recipe_command_is_kept_in_the_weights(folder, tmp_path):
+    out = tmp_path / "w.safetensors"
+    main(["--data-dir", str(folder), "--out", str(out), "--max-steps", "1", "--batch-size", "2", "--patch-size", "16",
+          "--val-count", "1", "--width", "16", "--n-layers", "1", "--warmup", "1", "--sigma", "0.1"])
+    command = read_metadata(out)["command"]
+    assert command.startswith("python -m deepinv_pnn.training.train_convpnn ")
+    assert "--max-steps 1 " in command and "--width 16 " in command and "--resume" not in command
 
 
 def test_recipe_writes_weights_and_metrics(folder, tmp_path):

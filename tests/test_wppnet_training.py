@@ -10,6 +10,7 @@ import skimage.io
 import torch
 
 from deepinv_pnn.models import WPPFlow, WPPNet
+from deepinv_pnn.pretrained import read_metadata
 from deepinv_pnn.sr_physics import WPPSuperResolution
 from deepinv_pnn.training import train_wppflow, train_wppnet
 
@@ -43,6 +44,8 @@ def test_wppnet_recipe_trains_validates_and_keeps_the_best(tmp_path):
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["kept_step"] == best_step
     net = WPPNet(features=4, blocks=1, pretrained=out).eval()
+    command = read_metadata(out)["command"]
+    assert command.startswith("python -m deepinv_pnn.training.train_wppnet ") and "--max-steps 4 " in command
     assert net(torch.rand(1, 1, 6, 6), WPPSuperResolution(factor=4)).shape == (1, 1, 24, 24)
 
 
@@ -84,6 +87,7 @@ def test_wppflow_recipe_starts_from_a_wppnet_and_keeps_the_best(tmp_path):
     assert metrics["kept_step"] == best_step and abs(metrics["val_crps"] - best_crps) < 1e-9
     assert 0 < metrics["val_crps"] < 0.5
     flow = WPPFlow(features=4, blocks=1, n_blocks=1, hidden=4, cond_features=2, pretrained=out)
+    assert "--backbone-lr-scale 0.1 " in read_metadata(out)["command"]
     # the base network started from the WPPNet and moved at a tenth of the learning rate
     moved = max(float((a - b).detach().abs().max()) for a, b in zip(flow.backbone.parameters(), net.net.parameters()))
     assert 0 < moved < 0.05

@@ -290,12 +290,15 @@ class PatchNR(dinv.optim.Prior):
         check_image(y, "y", channels=self.channels)
         return self.fit(y, steps=steps, augment=True, **kwargs)
 
-    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None, command: str | None = None) -> Path:
         """Write the weights (safetensors) with the architecture in the file's metadata.
 
         :param path: the ``.safetensors`` destination; ``PatchNR(pretrained=path)`` rebuilds this flow.
         :param torch.dtype dtype: storage dtype of the floating-point weights (``torch.float16``
             halves the file; they load back into float32); ``None`` keeps the current one.
+        :param str command: the training command, kept in the metadata (``None``: none).
         """
         metadata = {"component": "patchnr", **{name: getattr(self, name) for name in ARCHITECTURE}}
+        if command is not None:
+            metadata["command"] = command
         return save_weights(self, path, metadata=metadata, dtype=dtype)

@@ -43,6 +43,7 @@ from deepinv_pnn.models.pnn import ConvPNN
 from deepinv_pnn.optim.pnp_steps import pnp_parameters
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.problems import make_physics
+from deepinv_pnn.training.command_line import command_line
 from deepinv_pnn.training.distributed import (
     average_gradients,
     global_mean,
@@ -111,6 +112,7 @@ def train_convpnn(
     pnp_iter: int = 15,
     pnp_val_iter: int = 100,
     pnp_start: str = "tikhonov",
+    command: str | None = None,
 ) -> dict:
     r"""Train a gray :class:`ConvPNN` at noise level ``sigma``; return the metrics.
 
@@ -150,6 +152,7 @@ def train_convpnn(
     :param str pnp_start: first PnP iterate of the training loss: ``tikhonov``
         (:func:`~deepinv_pnn.training.pnp_objective.tikhonov_start`, closer to the fixed point)
         or ``measurement`` (:math:`y`). Validation always starts from :math:`y`, as users do.
+    :param str command: the command line of the run, kept in the weights' metadata.
     :return: dict with ``losses`` (global mean per step), ``val_psnr``, ``steps``, ``seconds``.
     """
     rank, n_procs = world()
@@ -278,7 +281,8 @@ def train_convpnn(
             t=model.t,
         )
         if out is not None:
-            save_weights(model, out, metadata={"sigma0": sigma, "val_psnr": metrics["val_psnr"], "objective": objective})
+            meta = {"sigma0": sigma, "val_psnr": metrics["val_psnr"], "objective": objective}
+            save_weights(model, out, metadata=meta if command is None else meta | {"command": command})
             tmp = Path(str(out) + ".json.tmp")
             tmp.write_text(
                 json.dumps(
@@ -360,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
             pnp_iter=args.pnp_iter,
             pnp_val_iter=args.pnp_val_iter,
             pnp_start=args.pnp_start,
+            command=command_line("deepinv_pnn.training.train_convpnn", args),
         )
         rank, _ = world()
         if rank == 0:

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         minutes=(time.monotonic() - start) / 60, stages_trained=sum(not h["skipped"] for h in history),
         command=command_line("deepinv_pnn.training.train_mmd_flow", args),
     )
-    save_weights(model, args.out, metadata={"model": args.model, "seed": args.seed})
+    save_weights(model, args.out, metadata={"model": args.model, "seed": args.seed, "command": metrics["command"]})
     Path(args.out).with_suffix(".json").write_text(json.dumps({"metrics": metrics, "history": history}, indent=1))
     print(json.dumps(metrics, indent=1))
     return metrics

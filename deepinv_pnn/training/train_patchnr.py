@@ -25,6 +25,7 @@ import torch
 from deepinv_pnn.data import load_image
 from deepinv_pnn.nn.patches import extract_patches
 from deepinv_pnn.optim.patchnr import PatchNR
+from deepinv_pnn.training.command_line import command_line
 
 
 @torch.no_grad()
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         "train_nll_per_patch": mean_nll(prior, train), "val_nll_per_patch": mean_nll(prior, val),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    prior.cpu().save(args.out, dtype=getattr(torch, args.save_dtype))
+    prior.cpu().save(args.out, dtype=getattr(torch, args.save_dtype),
+                     command=command_line("deepinv_pnn.training.train_patchnr", args))
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: metrics[k] for k in ("steps", "train_nll_per_patch", "val_nll_per_patch")}))
     return metrics

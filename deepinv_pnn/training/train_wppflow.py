@@ -58,6 +58,7 @@ from deepinv_pnn.optim.wpp_loss import WassersteinPatchLoss
 from deepinv_pnn.pretrained import WEIGHTS_DIR, save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
 from deepinv_pnn.training.best_step import BestValidated
+from deepinv_pnn.training.command_line import command_line
 from deepinv_pnn.training.train_wppnet import find_reference, load_h5_patches, load_validation, psnr
 from deepinv_pnn.uncertainty import pearson_correlation, sample_crps
 
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         "final_val_psnr_mean": mean_of(final, "psnr_mean"),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    save_weights(flow.cpu(), args.out, metadata={"component": "wppflow", "factor": args.factor})
+    save_weights(flow.cpu(), args.out, metadata={"component": "wppflow", "factor": args.factor,
+                                                 "command": command_line("deepinv_pnn.training.train_wppflow", args)})
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: metrics[k] for k in ("steps", "kept_step", "val_psnr_mean", "val_crps", "val_corr_std_abs_error",
                                               "final_val_psnr_mean")}))

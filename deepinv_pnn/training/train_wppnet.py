@@ -34,6 +34,7 @@ from deepinv_pnn.optim.wpp_loss import WassersteinPatchLoss
 from deepinv_pnn.pretrained import save_weights
 from deepinv_pnn.sr_physics import WPPSuperResolution
 from deepinv_pnn.training.best_step import BestValidated
+from deepinv_pnn.training.command_line import command_line
 
 
 def load_h5_patches(path: str | Path) -> torch.Tensor:
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
         "inference_seconds": [r["seconds"] for r in results], "args": {k: str(v) for k, v in vars(args).items()},
     }
     save_weights(net.cpu(), args.out, metadata={"component": "wppnet", "features": args.features,
-                                                "blocks": args.blocks, "factor": args.factor})
+                                                "blocks": args.blocks, "factor": args.factor,
+                                                "command": command_line("deepinv_pnn.training.train_wppnet", args)})
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: metrics[k] for k in ("steps", "kept_step", "val_psnr_mean", "final_val_psnr_mean",
                                               "final_mse", "final_wpp")}))
