@@ -174,6 +174,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu",
                         help="device of the models and images (cuda: tuning and test in a GPU session; cuDNN's "
                              "TF32 is switched off there, so the figures are float32's)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="the models' prox replays its iterations as a CUDA graph (prox_cuda_graph)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -203,6 +205,8 @@ def main(argv=None) -> None:
         models["CRR-NN"] = ConvexRidgeRegularizer(pretrained=args.crr_weights or True).eval().to(device)
     if "wcrr" in args.models:
         models["WCRR-NN"] = WeaklyConvexRidgeRegularizer(pretrained=args.wcrr_weights or True).eval().to(device)
+    for prior in models.values():
+        prior.prox_cuda_graph = args.cuda_graph
     if args.save_tuned:
         if len(models) != 1:
             raise SystemExit("--save-tuned needs exactly one model in --models (crr or wcrr)")

@@ -71,6 +71,20 @@ def test_ridge_prox_satisfies_optimality(cls):
                 assert (h <= prior.denoise_objective(p + d, y, gamma, 0.1) + 1e-12).all()
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+@pytest.mark.parametrize("cls", [ConvexRidgeRegularizer, WeaklyConvexRidgeRegularizer])
+def test_ridge_prox_with_cuda_graph_gives_the_eager_result(cls, device):
+    prior = _randomised(cls).to(device)
+    y = (_natural_images(count=2) + 0.1 * torch.randn(2, 1, 24, 24, dtype=torch.float64)).to(device)
+    eager = prior.prox(y, 0.1, tol=1e-8, max_iter=3000)
+    its = prior.last_prox_iterations
+    prior.prox_cuda_graph = True  # ignored on the CPU
+    graphed = prior.prox(y, 0.1, tol=1e-8, max_iter=3000)
+    assert prior.last_prox_iterations == its
+    assert float((graphed - eager).abs().max()) < 1e-12
+
+
 def _second_differences(prior, quad: float, lines: int = 100, size: int = 12, seed: int = 0):
     """Min over lines of the relative second differences of t -> R(x + t d) + quad/2 t^2 |d|^2."""
     g = torch.Generator().manual_seed(seed)

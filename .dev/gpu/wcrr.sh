@@ -81,7 +81,8 @@ job() {
 JOBSET=${JOBSET:-ref}
 # CUDA graphs for the inner solve (session 28, not yet run on a device): GRAPH=auto (default) runs
 # .dev/gpu/graph_check.py first (~15 s: eager and graphed solve agree, the graphed step is faster) and
-# passes --cuda-graph to the jobs only if it does; GRAPH=1 always, GRAPH=0 never.
+# passes --cuda-graph to the jobs (and to the EVAL benchmark's prox) only if it does; GRAPH=1 always,
+# GRAPH=0 never.
 GRAPH_ARGS=()
 if [ "${GRAPH:-auto}" = 1 ]; then GRAPH_ARGS=(--cuda-graph)
 elif [ "${GRAPH:-auto}" = auto ] && [ "$DEVICE" = cuda ]; then
@@ -135,10 +136,10 @@ if [ "${EVAL:-0}" = 1 ]; then  # the calibration table tuned and the 68 test ima
     [ -f "/tmp/$n.safetensors" ] || continue
     log="$OUT/$n/${n}_eval.log"
     $PY benchmarks/bench_ridge_denoising.py --data-dir .dev/data/bsd400 --models wcrr --wcrr-weights "/tmp/$n.safetensors" \
-      --val-crops 8 --tune-evals 12 --tune-sigmas 5 10 15 20 25 30 40 50 --device "$DEVICE" \
+      --val-crops 8 --tune-evals 12 --tune-sigmas 5 10 15 20 25 30 40 50 --device "$DEVICE" "${GRAPH_ARGS[@]}" \
       --save-tuned "$OUT/$n/${n}_tuned.safetensors" > "$log" 2>&1 &&
     $PY benchmarks/bench_ridge_denoising.py --data-dir .dev/data/bsd400 --models wcrr \
-      --wcrr-weights "$OUT/$n/${n}_tuned.safetensors" --n 68 --no-retune --levels 15 25 --device "$DEVICE" \
+      --wcrr-weights "$OUT/$n/${n}_tuned.safetensors" --n 68 --no-retune --levels 15 25 --device "$DEVICE" "${GRAPH_ARGS[@]}" \
       --json "$OUT/$n/${n}_eval.json" >> "$log" 2>&1
     echo "== $n evaluation"; grep -E "sigma|dB" "$log" | grep -v Warning
   done

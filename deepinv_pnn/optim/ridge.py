@@ -68,6 +68,7 @@ class RidgeRegularizer(Prior):
             self.set_mask(mask)
         self.prox_max_iter = 2000
         self.prox_tol = 1e-6
+        self.prox_cuda_graph = False  # replay the prox's iterations as a CUDA graph on a GPU
         self.last_prox_iterations = 0
 
     # ---------------------------------------------------------- to override
@@ -324,6 +325,11 @@ class RidgeRegularizer(Prior):
             displacement :math:`\|z - x\|` (``None``: ``self.prox_tol``).
         :param int max_iter: maximum number of iterations :math:`\ge 1` (``None``: ``self.prox_max_iter``).
         :return: the proximal point; ``self.last_prox_iterations`` holds the iteration count.
+
+        Set ``prior.prox_cuda_graph = True`` to run the iterations as replays of a CUDA graph on
+        a GPU (same result; see
+        :func:`~deepinv_pnn.optim.accelerated_gradient.accelerated_gradient`), where small
+        images otherwise leave the device waiting for the host's kernel launches.
         """
         self._check(x)
         check_sigma(gamma, "gamma")
@@ -352,6 +358,7 @@ class RidgeRegularizer(Prior):
                 tol=tol,
                 accelerate=convex,
                 reference=x,
+                cuda_graph=self.prox_cuda_graph,
             )
         self.last_prox_iterations = its
         return out
