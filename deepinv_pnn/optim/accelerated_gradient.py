@@ -43,21 +43,29 @@ def _graphed_blocks(grad_fn, x, y, t, step, accelerate, view, dims, tol, referen
     """Run up to ``blocks`` blocks of ``block`` iterations as replays of one CUDA graph that
     updates ``x, y, t`` in place; return the iterations done and whether they converged, or
     ``None`` (state untouched) when the iteration cannot be captured."""
+    # capture_begin/capture_end on a side stream, as torch.cuda.graph does, but without its
+    # synchronize and empty_cache: a training step captures one graph per solve, and emptying
+    # the allocator's cache each time would make the rest of the step allocate from the driver
     try:
+        main = torch.cuda.current_stream(x.device)
         side = torch.cuda.Stream(device=x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side):  # warm-up on copies: library handles, kernel choices
-            _iteration(grad_fn, x.clone(), y.clone(), t.clone(), step, accelerate, view, dims)
-        torch.cuda.current_stream(x.device).wait_stream(side)
+        side.wait_stream(main)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            xs, ys, ts = x, y, t
-            for _ in range(block):
-                xs, ys, ts, g = _iteration(grad_fn, xs, ys, ts, step, accelerate, view, dims)
-            done = _converged(g, xs, step, tol, reference, dims)
-            x.copy_(xs)
-            y.copy_(ys)
-            t.copy_(ts)
+        with torch.cuda.stream(side):
+            # warm-up on copies: library handles and kernel choices are made outside the capture
+            _iteration(grad_fn, x.clone(), y.clone(), t.clone(), step, accelerate, view, dims)
+            graph.capture_begin()
+            try:
+                xs, ys, ts = x, y, t
+                for _ in range(block):
+                    xs, ys, ts, g = _iteration(grad_fn, xs, ys, ts, step, accelerate, view, dims)
+                done = _converged(g, xs, step, tol, reference, dims)
+                x.copy_(xs)
+                y.copy_(ys)
+                t.copy_(ts)
+            finally:
+                graph.capture_end()
+        main.wait_stream(side)
     except RuntimeError as err:  # an operation of grad_fn that a graph cannot record
         warnings.warn(f"accelerated_gradient: CUDA graph capture failed ({err}); running eagerly", stacklevel=3)
         return None
