@@ -1,5 +1,5 @@
 """Device check before a WCRR-NN training call: does ``--cuda-graph`` give the eager inner solve, and how much
-faster are the solve and a whole implicit-gradient step?
+faster are the solve and a whole implicit-gradient step (inner solve and conjugate gradient graphed)?
 
 Models: the reference start (``reference_init``, mu = e^4), the shipped file, and the shipped file with mu = 900
 (a reference run's mu, which needs many more inner iterations). Batch of BATCH (default 128) random 40x40 images, noise levels in

@@ -2,18 +2,15 @@ r"""Accelerated gradient descent with gradient restart, batched: the inner solve
 regularisers' proximal operator (:meth:`~deepinv_pnn.optim.ridge.RidgeRegularizer.prox`) and
 of the WCRR-NN training's denoiser.
 
-On a GPU the iterations of a small problem are bound by the host's dispatch of small kernels,
-not by the device; ``cuda_graph=True`` records one block of ``check_every`` iterations as a
-CUDA graph and replays it, so the host issues one launch per block instead of some thirty
-kernels per iteration.
+With ``cuda_graph=True`` the iterations run as replays of a CUDA graph
+(:func:`~deepinv_pnn.optim.cuda_graph_loop.replay_in_blocks`).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
+from deepinv_pnn.optim.cuda_graph_loop import replay_in_blocks
 from deepinv_pnn.validation import check_count, check_positive
 
 
@@ -37,43 +34,6 @@ def _converged(g, x, step, tol, reference, dims) -> torch.Tensor:
     res = torch.linalg.vector_norm(g, dim=dims).mul_(step)
     scale = torch.linalg.vector_norm(x if reference is None else x - reference, dim=dims).clamp_min(1e-12)
     return (res <= tol * scale).all()
-
-
-def _graphed_blocks(grad_fn, x, y, t, step, accelerate, view, dims, tol, reference, block, blocks):
-    """Run up to ``blocks`` blocks of ``block`` iterations as replays of one CUDA graph that
-    updates ``x, y, t`` in place; return the iterations done and whether they converged, or
-    ``None`` (state untouched) when the iteration cannot be captured."""
-    # capture_begin/capture_end on a side stream, as torch.cuda.graph does, but without its
-    # synchronize and empty_cache: a training step captures one graph per solve, and emptying
-    # the allocator's cache each time would make the rest of the step allocate from the driver
-    try:
-        main = torch.cuda.current_stream(x.device)
-        side = torch.cuda.Stream(device=x.device)
-        side.wait_stream(main)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.stream(side):
-            # warm-up on copies: library handles and kernel choices are made outside the capture
-            _iteration(grad_fn, x.clone(), y.clone(), t.clone(), step, accelerate, view, dims)
-            graph.capture_begin()
-            try:
-                xs, ys, ts = x, y, t
-                for _ in range(block):
-                    xs, ys, ts, g = _iteration(grad_fn, xs, ys, ts, step, accelerate, view, dims)
-                done = _converged(g, xs, step, tol, reference, dims)
-                x.copy_(xs)
-                y.copy_(ys)
-                t.copy_(ts)
-            finally:
-                graph.capture_end()
-        main.wait_stream(side)
-    except RuntimeError as err:  # an operation of grad_fn that a graph cannot record
-        warnings.warn(f"accelerated_gradient: CUDA graph capture failed ({err}); running eagerly", stacklevel=3)
-        return None
-    for b in range(1, blocks + 1):
-        graph.replay()
-        if bool(done):
-            return b * block, True
-    return blocks * block, False
 
 
 def accelerated_gradient(
@@ -143,7 +103,11 @@ def accelerated_gradient(
     it = done_before = 0
     blocks = max_iter // check_every
     if cuda_graph and x0.is_cuda and blocks >= 2:
-        ran = _graphed_blocks(grad_fn, x, y, t, step, accelerate, view, dims, tol, reference, check_every, blocks)
+        def iterate(state, check):
+            x, y, t, g = _iteration(grad_fn, *state, step, accelerate, view, dims)
+            return (x, y, t), (_converged(g, x, step, tol, reference, dims) if check else None)
+
+        ran = replay_in_blocks(iterate, (x, y, t), check_every, blocks)
         if ran is not None:
             it = done_before = ran[0]
             if ran[1]:

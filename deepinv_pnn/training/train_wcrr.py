@@ -40,9 +40,9 @@ from __future__ import annotations
 import math
 
 import torch
-from deepinv.optim.utils import conjugate_gradient
 
 from deepinv_pnn.optim.accelerated_gradient import accelerated_gradient
+from deepinv_pnn.optim.conjugate_gradient import conjugate_gradient
 from deepinv_pnn.optim.ridge_weakly_convex import WeaklyConvexRidgeRegularizer
 from deepinv_pnn.pretrained import load_state_dict, save_weights
 from deepinv_pnn.training.command_line import command_line
@@ -193,7 +193,8 @@ def implicit_loss(
     :param str loss: ``"mse"`` (mean squared error) or ``"l1"`` (mean absolute error, the
         reference implementation's training loss; it weighs the crops of low noise more, since
         its gradient :math:`\operatorname{sign}(x^* - x)` does not grow with the error).
-    :param bool cuda_graph: replay the inner solve's iterations as a CUDA graph on a GPU.
+    :param bool cuda_graph: replay the iterations of the inner solve and of the conjugate
+        gradient as CUDA graphs on a GPU.
     """
     if loss not in ("mse", "l1"):
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
@@ -208,9 +209,8 @@ def implicit_loss(
     def matvec(v):
         return v + hessian(v)
 
-    # the whole batch is one vector (parallel_dim=None); eps tiny: b is O(1e-6) per entry
-    u = conjugate_gradient(matvec, dloss, max_iter=cg_iter, tol=cg_tol, eps=1e-30,
-                           parallel_dim=None)
+    # the whole batch is one vector; eps tiny: b is O(1e-6) per entry
+    u = conjugate_gradient(matvec, dloss, max_iter=cg_iter, tol=cg_tol, eps=1e-30, cuda_graph=cuda_graph)[0]
     surrogate = -(prior._grad(x_star, sigma) * u).sum()
     return surrogate + (value - surrogate).detach()
 
@@ -231,7 +231,8 @@ def parse_wcrr_args(argv=None):
     extra.add_argument("--cg-iter", type=int, default=50)
     extra.add_argument("--cg-tol", type=float, default=1e-3)
     extra.add_argument("--cuda-graph", action="store_true",
-                       help="replay the inner solve as a CUDA graph (GPU; the host's kernel dispatch bounds it)")
+                       help="replay the inner solve and the conjugate gradient as CUDA graphs (GPU; the host's "
+                            "kernel dispatch bounds them)")
     extra.add_argument("--loss", choices=["mse", "l1"], default="mse",
                        help="training loss of the denoiser output (l1: the reference implementation's)")
     extra.add_argument("--num-knots", type=int, default=None, help="knots of phi_+- (default: the model's)")
