@@ -16,8 +16,8 @@ import warnings
 
 import torch
 
-from deepinv_pnn.optim import WeaklyConvexRidgeRegularizer
 import deepinv_pnn.training.train_wcrr as train_wcrr
+from deepinv_pnn.optim import WeaklyConvexRidgeRegularizer
 from deepinv_pnn.training.train_wcrr import implicit_loss, inner_solve, reference_init
 
 _solver = train_wcrr.accelerated_gradient
@@ -37,6 +37,8 @@ warnings.filterwarnings("error", message=".*CUDA graph capture failed")
 dev = sys.argv[1] if len(sys.argv) > 1 else "cuda"
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 128
 sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+if dev == "cuda":  # as the training loop (train_crr.train) sets it: kernel choices by autotuning, before capture
+    torch.backends.cudnn.benchmark = True
 
 
 def timed(fn, repeats=3):
