@@ -3,15 +3,15 @@ regularisers' proximal operator (:meth:`~deepinv_pnn.optim.ridge.RidgeRegularize
 of the WCRR-NN training's denoiser.
 
 With ``cuda_graph=True`` the iterations run as replays of a CUDA graph
-(:func:`~deepinv_pnn.optim.cuda_graph_loop.replay_in_blocks`).
+(:func:`~deepinv_pnn.optim.cuda_graph_loop.run_iterations`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from deepinv_pnn.optim.cuda_graph_loop import replay_in_blocks
-from deepinv_pnn.validation import check_count, check_positive
+from deepinv_pnn.optim.cuda_graph_loop import run_iterations
+from deepinv_pnn.validation import check_positive
 
 
 def _iteration(grad_fn, x, y, t, step, accelerate, view, dims):
@@ -89,31 +89,15 @@ def accelerated_gradient(
     if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
         raise TypeError(f"x0 must be a batched tensor [B, ...], got {type(x0).__name__}")
     lipschitz = check_positive(lipschitz, "lipschitz")
-    max_iter = check_count(max_iter, "max_iter")
     tol = check_positive(tol, "tol", allow_zero=True)
-    if check_every is None:
-        check_every = 10 if x0.is_cuda else 1
-    check_every = check_count(check_every, "check_every")
     step = 1.0 / lipschitz
-    x = x0.clone()
-    y = x0.clone()
-    t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
-    view = (-1,) + (1,) * (x.dim() - 1)
-    dims = tuple(range(1, x.dim()))
-    it = done_before = 0
-    blocks = max_iter // check_every
-    if cuda_graph and x0.is_cuda and blocks >= 2:
-        def iterate(state, check):
-            x, y, t, g = _iteration(grad_fn, *state, step, accelerate, view, dims)
-            return (x, y, t), (_converged(g, x, step, tol, reference, dims) if check else None)
+    t = torch.ones(x0.shape[0], device=x0.device, dtype=x0.dtype)
+    view = (-1,) + (1,) * (x0.dim() - 1)
+    dims = tuple(range(1, x0.dim()))
 
-        ran = replay_in_blocks(iterate, (x, y, t), check_every, blocks)
-        if ran is not None:
-            it = done_before = ran[0]
-            if ran[1]:
-                return x, it
-    for it in range(done_before + 1, max_iter + 1):
-        x, y, t, g = _iteration(grad_fn, x, y, t, step, accelerate, view, dims)
-        if (it % check_every == 0 or it == max_iter) and bool(_converged(g, x, step, tol, reference, dims)):
-            break
+    def iterate(state, check):
+        x, y, t, g = _iteration(grad_fn, *state, step, accelerate, view, dims)
+        return (x, y, t), (_converged(g, x, step, tol, reference, dims) if check else None)
+
+    (x, _, _), it = run_iterations(iterate, (x0.clone(), x0.clone(), t), max_iter, check_every, cuda_graph)
     return x, it

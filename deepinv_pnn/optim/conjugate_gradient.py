@@ -4,15 +4,15 @@ tested every few iterations and, on a GPU, the iterations replayed as a CUDA gra
 :func:`deepinv.optim.utils.conjugate_gradient` tests its stopping rule at every iteration, one
 host synchronisation each; this one follows the same iterates (tested against it) but tests
 every ``check_every`` iterations, so on a GPU the host can queue the next ones, or replay them
-from a graph (:func:`~deepinv_pnn.optim.cuda_graph_loop.replay_in_blocks`).
+from a graph (:func:`~deepinv_pnn.optim.cuda_graph_loop.run_iterations`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from deepinv_pnn.optim.cuda_graph_loop import replay_in_blocks
-from deepinv_pnn.validation import check_count, check_positive
+from deepinv_pnn.optim.cuda_graph_loop import run_iterations
+from deepinv_pnn.validation import check_positive
 
 
 def _cg_iteration(matvec, state, threshold, eps, check):
@@ -67,26 +67,10 @@ def conjugate_gradient(
     """
     if not isinstance(b, torch.Tensor):
         raise TypeError(f"b must be a tensor, got {type(b).__name__}")
-    max_iter = check_count(max_iter, "max_iter")
     tol = check_positive(tol, "tol", allow_zero=True)
-    if check_every is None:
-        check_every = 10 if b.is_cuda else 1
-    check_every = check_count(check_every, "check_every")
     b_sq = (b * b).sum()
     threshold = torch.where(b_sq > 0, b_sq, torch.ones_like(b_sq)) * tol**2
     state = (torch.zeros_like(b), b.clone(), b.clone(), b_sq.clone())
-    done_before = 0
-    blocks = max_iter // check_every
-    if cuda_graph and b.is_cuda and blocks >= 2:
-        ran = replay_in_blocks(lambda s, check: _cg_iteration(matvec, s, threshold, eps, check), state,
-                               check_every, blocks)
-        if ran is not None:
-            done_before = ran[0]
-            if ran[1]:
-                return state[0], done_before
-    it = done_before
-    for it in range(done_before + 1, max_iter + 1):
-        state, done = _cg_iteration(matvec, state, threshold, eps, it % check_every == 0 or it == max_iter)
-        if done is not None and bool(done):
-            break
+    state, it = run_iterations(lambda s, check: _cg_iteration(matvec, s, threshold, eps, check), state, max_iter,
+                               check_every, cuda_graph)
     return state[0], it

@@ -4,8 +4,10 @@ A solver on small images is bound on a GPU by the host, which launches some thir
 small kernels per iteration, not by the device. :func:`replay_in_blocks` records one block of
 iterations once as a CUDA graph and replays it, so the host issues one launch per block and
 tests the stopping rule (one synchronisation) once per block, as the eager loops do with
-``check_every``. :func:`~deepinv_pnn.optim.accelerated_gradient.accelerated_gradient` and
-:func:`~deepinv_pnn.optim.conjugate_gradient.conjugate_gradient` use it with ``cuda_graph=True``.
+``check_every``. :func:`run_iterations` is the loop of
+:func:`~deepinv_pnn.optim.accelerated_gradient.accelerated_gradient` and
+:func:`~deepinv_pnn.optim.conjugate_gradient.conjugate_gradient`: graphed blocks with
+``cuda_graph=True``, then (or else) eager iterations.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import warnings
 from collections.abc import Callable
 
 import torch
+
+from deepinv_pnn.validation import check_count
 
 
 def replay_in_blocks(
@@ -64,3 +68,43 @@ def replay_in_blocks(
         if bool(done):
             return b * block, True
     return blocks * block, False
+
+
+def run_iterations(
+    iterate: Callable[[tuple, bool], tuple[tuple, torch.Tensor | None]],
+    state: tuple[torch.Tensor, ...],
+    max_iter: int,
+    check_every: int | None = None,
+    cuda_graph: bool = False,
+) -> tuple[tuple[torch.Tensor, ...], int]:
+    r"""Iterate until ``iterate`` says stop (tested every ``check_every`` iterations and at
+    ``max_iter``) or ``max_iter`` iterations.
+
+    :param iterate: ``(state, check) -> (state, done)`` as in :func:`replay_in_blocks`.
+    :param tuple state: the initial state (tensors; the first one fixes the device).
+    :param int max_iter: maximum number of iterations (:math:`\ge 1`).
+    :param int check_every: iterations between two tests of the stopping rule; default 10 on a
+        GPU (each test waits for the device), else 1.
+    :param bool cuda_graph: on a CUDA state, run whole blocks as replays of a CUDA graph
+        (:func:`replay_in_blocks`), the rest eagerly; the same iterates. Ignored on the CPU.
+    :return: the final state and the number of iterations done.
+    :raises ValueError: unless ``max_iter >= 1`` and ``check_every >= 1``.
+    """
+    max_iter = check_count(max_iter, "max_iter")
+    if check_every is None:
+        check_every = 10 if state[0].is_cuda else 1
+    check_every = check_count(check_every, "check_every")
+    done_before = 0
+    blocks = max_iter // check_every
+    if cuda_graph and state[0].is_cuda and blocks >= 2:
+        ran = replay_in_blocks(iterate, state, check_every, blocks)
+        if ran is not None:
+            done_before, stopped = ran
+            if stopped:
+                return state, done_before
+    it = done_before
+    for it in range(done_before + 1, max_iter + 1):
+        state, done = iterate(state, it % check_every == 0 or it == max_iter)
+        if done is not None and bool(done):
+            break
+    return state, it
